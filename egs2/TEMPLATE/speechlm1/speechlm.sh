@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# Shared stage script of every speechlm1 recipe. Recipes only set options in run.sh.
+# The logic lives in the Python entry points (espnet2/bin/speechlm_*.py); this file only
+# orders them, loops over sets and tasks, and leaves skip-if-done markers so a re-run resumes.
+#
+# Stages (ESPnet numbering):
+#   1 data preparation (local/data.sh)      7 length statistics
+#   2 audio formatting                      8 training
+#   3 tokenizer training                    9 inference
+#   4 (free)                               10 evaluation
+#   5 tokenization into data.json          11 model packing / sharing
+#   6 joint vocabulary                     12 dataset packing / sharing
+set -euo pipefail
+
+log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*" >&2; }
+
+# ---- options (override on the command line: --name value) ------------------------------------
+stage=1                 # first stage to run
+stop_stage=12           # last stage to run
+nj=2                    # parallel jobs for data preparation
+python=python           # python interpreter
+data_name=data          # corpus name, used in the experiment and hub names
+task=""                 # one task (shortcut for --tasks)
+tasks="asr"             # tasks trained together (template names or YAML paths)
+test_tasks=""           # tasks evaluated in stages 9-10 (default: all tasks)
+train_set=train
+valid_set=valid
+test_sets="test"
+fs=16000                # audio sample rate after stage 2
+local_data_opts=""      # options passed to local/data.sh
+tokenizer_config=conf/tokenizers.yaml
+train_config=conf/train.yaml
+inference_config=conf/decode.yaml
+score_config_dir=""     # default: ${TEMPLATE}/conf/score (one YAML per task)
+task_dir=conf/tasks     # user-defined task templates (YAML), looked up before the built-ins
+dumpdir=dump
+expdir=exp
+tag=""                  # experiment tag (default: basename of train_config)
+ngpu=0                  # 0: CPU processes
+num_procs=1             # training processes (CPU) or GPUs per node
+inference_batch_size=16
+nbest=1
+hf_repo=""              # model repo on the HF hub (stage 11 uploads only when set)
+hf_dataset_repo=""      # dataset repo on the HF hub (stage 12 uploads only when set)
+max_seconds=30          # drop longer audio at tokenization
+
+help_message="Usage: $0 --tasks 'asr tts' --train_set train --valid_set valid --test_sets 'test' [options]
+Options (see the comments in $0):
+$(sed -n '/^# ---- options/,/^help_message/p' "$0" | grep -E '^[a-z_]+=' | grep -v '^help_message' | sed 's/^/  --/')"
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -h|--help) echo "${help_message}"; exit 0 ;;
+        --*) name="${1#--}"
+             if ! sed -n '/^# ---- options/,/^help_message/p' "$0" | grep -qE "^${name}="; then echo "$0: unknown option $1" >&2; exit 1; fi
+             [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
+             eval "${name}=\"\$2\""; shift 2 ;;
+        *) echo "$0: unexpected argument $1" >&2; exit 1 ;;
+    esac
+done
+
+TEMPLATE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+[ -n "${task}" ] && tasks="${task}"
+[ -n "${test_tasks}" ] || test_tasks="${tasks}"
+[ -n "${score_config_dir}" ] || score_config_dir="${TEMPLATE}/conf/score"
+[ -n "${tag}" ] || tag="$(basename "${train_config}" .yaml)"
+exp="${expdir}/speechlm_${data_name}_${tag}"
+marks="${exp}/.done"
+mkdir -p "${marks}"
+task_dir_opt=""; [ -d "${task_dir}" ] && task_dir_opt="--task_dir ${task_dir}"
+
+# name of a task's dump dir: a YAML path becomes its file stem
+task_key() { basename "$1" .yaml; }
+done_or_run() {  # done_or_run <marker> <description>: returns 0 if the step still has to run
+    if [ -f "${marks}/$1" ]; then log "skip $2 (done; rm ${marks}/$1 to redo)"; return 1; fi
+    return 0
+}
+mark() { touch "${marks}/$1"; }
+run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
+
+all_sets="${train_set} ${valid_set} ${test_sets}"
+
+if run_stage 1 && done_or_run stage1 "stage 1: data preparation"; then
+    log "stage 1: local/data.sh ${local_data_opts}"
+    # shellcheck disable=SC2086
+    local/data.sh ${local_data_opts}
+    mark stage1
+fi
+
+if run_stage 2; then
+    for dset in ${all_sets}; do
+        done_or_run "stage2_${dset}" "stage 2: format ${dset}" || continue
+        log "stage 2: audio formatting of data/${dset} -> ${dumpdir}/audio/${dset} (fs=${fs})"
+        ${python} -m espnet2.bin.speechlm_format_audio --in_dir "data/${dset}" \
+            --out_dir "${dumpdir}/audio/${dset}" --fs "${fs}" --nj "${nj}"
+        mark "stage2_${dset}"
+    done
+fi
+
+if run_stage 3 && done_or_run stage3 "stage 3: tokenizer training"; then
+    log "stage 3: tokenizer training on ${dumpdir}/audio/${train_set}"
+    # shellcheck disable=SC2086
+    ${python} -m espnet2.bin.speechlm_prepare train_tokenizers --data_dir "${dumpdir}/audio/${train_set}" \
+        --tasks ${tasks} --tokenizer_config "${tokenizer_config}" --tokenizer_dir "${exp}/tokenizers" ${task_dir_opt}
+    mark stage3
+fi
+
+if run_stage 5; then
+    for t in ${tasks}; do
+        for dset in ${all_sets}; do
+            key="$(task_key "${t}")"
+            done_or_run "stage5_${key}_${dset}" "stage 5: tokenize ${key}/${dset}" || continue
+            log "stage 5: tokenization ${key} ${dset}"
+            # shellcheck disable=SC2086
+            ${python} -m espnet2.bin.speechlm_prepare tokenize --task "${t}" --data_dir "${dumpdir}/audio/${dset}" \
+                --tokenizer_config "${tokenizer_config}" --tokenizer_dir "${exp}/tokenizers" \
+                --out_dir "${dumpdir}/${key}/${dset}" --nj "${nj}" --max_seconds "${max_seconds}" ${task_dir_opt}
+            mark "stage5_${key}_${dset}"
+        done
+    done
+fi
+
+data_jsons() {  # data_jsons <set>: every task's data.json of a set
+    for t in ${tasks}; do echo "${dumpdir}/$(task_key "${t}")/$1/data.json"; done
+}
+
+if run_stage 6 && done_or_run stage6 "stage 6: joint vocabulary"; then
+    log "stage 6: joint vocabulary -> ${exp}/vocab"
+    # shellcheck disable=SC2046
+    ${python} -m espnet2.bin.speechlm_prepare vocab --data_json $(data_jsons "${train_set}") --out_dir "${exp}/vocab"
+    mark stage6
+fi
+
+if run_stage 7 && done_or_run stage7 "stage 7: length statistics"; then
+    log "stage 7: length statistics"
+    # shellcheck disable=SC2046
+    ${python} -m espnet2.bin.speechlm_prepare stats --data_json $(data_jsons "${train_set}") $(data_jsons "${valid_set}")
+    mark stage7
+fi
+
+if run_stage 8 && done_or_run stage8 "stage 8: training"; then
+    log "stage 8: training -> ${exp}/train (log: ${exp}/train/train.log)"
+    mkdir -p "${exp}/train"
+    # shellcheck disable=SC2046
+    ${python} -m espnet2.bin.speechlm_train --train_config "${train_config}" \
+        --train_data_json $(data_jsons "${train_set}") --valid_data_json $(data_jsons "${valid_set}") \
+        --vocab "${exp}/vocab/vocab.json" --output_dir "${exp}/train" --ngpu "${ngpu}" --num_procs "${num_procs}"
+    mark stage8
+fi
+
+if run_stage 9; then
+    for t in ${test_tasks}; do
+        for dset in ${test_sets}; do
+            key="$(task_key "${t}")"
+            done_or_run "stage9_${key}_${dset}" "stage 9: inference ${key}/${dset}" || continue
+            log "stage 9: inference ${key} ${dset}"
+            ${python} -m espnet2.bin.speechlm_inference --model_dir "${exp}/train/model" \
+                --data_json "${dumpdir}/${key}/${dset}/data.json" --inference_config "${inference_config}" \
+                --out_dir "${exp}/decode/${key}_${dset}" --batch_size "${inference_batch_size}" --nbest "${nbest}"
+            mark "stage9_${key}_${dset}"
+        done
+    done
+fi
+
+if run_stage 10; then
+    for t in ${test_tasks}; do
+        for dset in ${test_sets}; do
+            key="$(task_key "${t}")"
+            score_conf="conf/score/${key}.yaml"
+            [ -f "${score_conf}" ] || score_conf="${score_config_dir}/${key}.yaml"
+            [ -f "${score_conf}" ] || { log "stage 10: no score config for ${key}; skipped"; continue; }
+            log "stage 10: scoring ${key} ${dset} with ${score_conf}"
+            ${python} -m espnet2.bin.speechlm_score --score_config "${score_conf}" \
+                --hyp_dir "${exp}/decode/${key}_${dset}" --ref_dir "${dumpdir}/audio/${dset}" \
+                --task "${key}" --test_set "${dset}" --out_dir "${exp}/decode/${key}_${dset}/score" \
+                --results "${exp}/RESULTS.md"
+        done
+    done
+    [ -f "${exp}/RESULTS.md" ] && cat "${exp}/RESULTS.md"
+fi
+
+if run_stage 11; then
+    log "stage 11: pack model -> ${exp}/packed"
+    ${python} -m espnet2.bin.speechlm_hub pack --exp_dir "${exp}" --out_dir "${exp}/packed" \
+        ${hf_repo:+--upload_to "${hf_repo}"}
+fi
+
+if run_stage 12; then
+    log "stage 12: pack tokenized dataset -> ${exp}/dataset"
+    # shellcheck disable=SC2046
+    ${python} -m espnet2.bin.speechlm_hub pack_dataset --data_json $(for s in ${all_sets}; do data_jsons "${s}"; done) \
+        --vocab "${exp}/vocab/vocab.json" --out_dir "${exp}/dataset" ${hf_dataset_repo:+--upload_to "${hf_dataset_repo}"}
+fi
+
+log "finished stages ${stage}-${stop_stage}: ${exp}"

@@ -1,0 +1,232 @@
+"""Lazy dataset over several data.json manifests, token-count batching, collation.
+
+Only small per-example metadata (ids, item lengths) is held in memory; tokens are
+read from memory-mapped shards when an example is asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from espnet2.speechlm.data.assemble import LossWeights, Segment, assemble, assembled_length
+from espnet2.speechlm.data.prepare import DATA_FORMAT
+from espnet2.speechlm.tasks.template import TaskTemplate
+from espnet2.speechlm.vocab import PAD, JointVocabulary
+
+log = logging.getLogger(__name__)
+
+
+class Shard:
+    """One shard dir: ids, per-item lengths in memory, tokens memory-mapped on first use."""
+
+    def __init__(self, path: Path, n_items: int):
+        self.path = Path(path)
+        self.ids = self.path.joinpath("ids.txt").read_text().split()
+        self.lengths = [np.load(self.path / f"item{j}.len.npy") for j in range(n_items)]
+        self.offsets = [np.concatenate([[0], np.cumsum(l)]) for l in self.lengths]
+        self._tokens: Optional[List[np.ndarray]] = None
+
+    def item_tokens(self, j: int, k: int) -> np.ndarray:
+        if self._tokens is None:
+            self._tokens = [np.load(self.path / f"item{i}.npy", mmap_mode="r") for i in range(len(self.lengths))]
+        return np.asarray(self._tokens[j][self.offsets[j][k] : self.offsets[j][k + 1]], dtype=np.int64)
+
+
+class Manifest:
+    """A data.json and its shards."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        meta = json.loads(self.path.read_text())
+        if meta.get("format") != DATA_FORMAT:
+            raise ValueError(f"{path}: not a {DATA_FORMAT} manifest (format={meta.get('format')!r})")
+        self.meta = meta
+        self.task: str = meta["task"]
+        self.template = TaskTemplate.from_dict(meta["template"], source=str(path))
+        n_items = len(self.template.items)
+        self.shards = [Shard(self.path.parent / s["path"], n_items) for s in meta["shards"]]
+
+    def examples(self) -> Iterator[tuple[int, int, str, int]]:
+        """(shard index, index in shard, id, assembled length) of every example."""
+        for s, shard in enumerate(self.shards):
+            for k, example_id in enumerate(shard.ids):
+                yield s, k, example_id, assembled_length([l[k] for l in shard.lengths])
+
+    def segments(self, s: int, k: int, with_targets: bool = True) -> List[Segment]:
+        shard = self.shards[s]
+        n_cond = len(self.template.conditions)
+        segs = []
+        for j, it in enumerate(self.template.items):
+            is_target = j >= n_cond
+            if is_target and not with_targets:
+                break
+            segs.append(Segment(it.tokenizer, shard.item_tokens(j, k), is_target))
+        return segs
+
+
+def parse_data_arg(arg: str) -> tuple[str, float]:
+    """`path/data.json[:ratio]` -> (path, ratio)."""
+    path, sep, ratio = arg.rpartition(":")
+    try:
+        return (path, float(ratio)) if sep else (arg, 1.0)
+    except ValueError:
+        return arg, 1.0
+
+
+class SpeechLMDataset(torch.utils.data.Dataset):
+    """Examples of several manifests, assembled with the joint vocabulary on access."""
+
+    def __init__(self, data_jsons: Sequence, vocab: JointVocabulary, loss_weights: Optional[LossWeights] = None,
+                 max_len: Optional[int] = None):
+        self.vocab = vocab
+        self.loss_weights = loss_weights
+        self.manifests = [Manifest(p) for p in data_jsons]
+        self.tasks = [m.task for m in self.manifests]
+        rows, dropped = [], []
+        for src, m in enumerate(self.manifests):
+            for s, k, example_id, length in m.examples():
+                if max_len is not None and length > max_len:
+                    dropped.append(example_id)
+                    continue
+                rows.append((src, s, k, length))
+        if dropped:
+            log.warning("%d examples longer than max_len=%s are not used (e.g. %s)", len(dropped), max_len, dropped[:3])
+        self.dropped = dropped
+        table = np.array(rows, dtype=np.int64).reshape(-1, 4)
+        self.sources, self._shard, self._index, self.lengths = (table[:, c].copy() for c in range(4))
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def example_id(self, i: int) -> str:
+        return self.manifests[self.sources[i]].shards[self._shard[i]].ids[self._index[i]]
+
+    def __getitem__(self, i: int) -> dict:
+        m = self.manifests[self.sources[i]]
+        segs = m.segments(self._shard[i], self._index[i])
+        seq, weight = assemble(self.vocab, m.task, segs, self.vocab.max_streams, self.loss_weights)
+        return {"id": self.example_id(i), "task": m.task, "seq": seq, "weight": weight}
+
+    def prefix(self, i: int) -> dict:
+        """Inference input: task + conditions + the first target's indicator, and the target tokens."""
+        m = self.manifests[self.sources[i]]
+        segs = m.segments(self._shard[i], self._index[i])
+        n_cond = len(m.template.conditions)
+        seq, _ = assemble(self.vocab, m.task, segs[:n_cond], self.vocab.max_streams, with_eos=False)
+        first_target = m.template.targets[0].tokenizer
+        ind = np.full((1, seq.shape[1]), PAD, dtype=np.int64)
+        ind[0, 0] = self.vocab.indicator(first_target)
+        return {
+            "id": self.example_id(i),
+            "task": m.task,
+            "prefix": np.concatenate([seq, ind]),
+            "condition_length": sum(s.tokens.shape[0] for s in segs[:n_cond]),
+            "target_tokenizer": first_target,
+            "target": segs[n_cond].tokens,
+        }
+
+
+class TokenBatchSampler(torch.utils.data.Sampler):
+    """Batches whose padded size (B x max length) stays under `batch_tokens`.
+
+    Epoch order is a pure function of (seed, epoch): source i is repeated ratio_i
+    times (the fractional part drawn at random), shuffled, bucketed by length, and
+    the batch order shuffled again. `consumed` batches are skipped on resume; the
+    trainer sets it from its own step count (DataLoader workers prefetch ahead).
+    """
+
+    def __init__(self, lengths: np.ndarray, sources: np.ndarray, ratios: Sequence[float], batch_tokens: int,
+                 seed: int = 0, shuffle: bool = True, num_replicas: int = 1, rank: int = 0,
+                 bucket_batches: int = 64):
+        self.lengths = np.asarray(lengths)
+        self.sources = np.asarray(sources)
+        self.ratios = list(ratios)
+        if len(self.ratios) <= int(self.sources.max(initial=0)):
+            raise ValueError(f"{len(self.ratios)} ratios for {int(self.sources.max()) + 1} sources")
+        if self.lengths.size and self.lengths.max() > batch_tokens:
+            raise ValueError(f"batch_tokens={batch_tokens} is smaller than the longest example "
+                             f"({int(self.lengths.max())}); raise it or set max_len")
+        self.batch_tokens = batch_tokens
+        self.seed, self.shuffle = seed, shuffle
+        self.num_replicas, self.rank = num_replicas, rank
+        self.bucket_batches = bucket_batches
+        self.epoch, self.consumed = 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch, self.consumed = epoch, 0
+
+    def _epoch_indices(self, rng: np.random.Generator) -> np.ndarray:
+        chosen = []
+        for src, ratio in enumerate(self.ratios):
+            idx = np.flatnonzero(self.sources == src)
+            whole, frac = int(ratio), ratio - int(ratio)
+            chosen.extend([idx] * whole)
+            if frac > 0 and idx.size:
+                chosen.append(rng.choice(idx, size=int(round(frac * idx.size)), replace=False))
+        order = np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
+        return rng.permutation(order) if self.shuffle else order
+
+    def _batches(self) -> List[List[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = self._epoch_indices(rng)
+        mean_len = max(1, int(self.lengths.mean())) if self.lengths.size else 1
+        bucket = max(1, self.bucket_batches * self.batch_tokens // mean_len)
+        batches: List[List[int]] = []
+        for start in range(0, len(order), bucket):
+            chunk = order[start : start + bucket]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            current, longest = [], 0
+            for i in chunk.tolist():
+                length = int(self.lengths[i])
+                if current and max(longest, length) * (len(current) + 1) > self.batch_tokens:
+                    batches.append(current)
+                    current, longest = [], 0
+                current.append(i)
+                longest = max(longest, length)
+            if current:
+                batches.append(current)
+        if self.shuffle:
+            batches = [batches[j] for j in rng.permutation(len(batches))]
+        per_rank = len(batches) // self.num_replicas
+        return batches[self.rank : per_rank * self.num_replicas : self.num_replicas]
+
+    def __iter__(self) -> Iterator[List[int]]:
+        for batch in self._batches()[self.consumed :]:
+            self.consumed += 1
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self._batches())
+
+    def state_dict(self) -> Dict[str, int]:
+        return {"epoch": self.epoch, "consumed": self.consumed}
+
+    def load_state_dict(self, state: Dict[str, int]) -> None:
+        self.epoch, self.consumed = int(state["epoch"]), int(state["consumed"])
+
+
+def collate(examples: List[dict]) -> dict:
+    """Right-pad to the longest example: seqs [B, T, nq] (PAD), weights [B, T, nq] (0)."""
+    longest = max(e["seq"].shape[0] for e in examples)
+    nq = examples[0]["seq"].shape[1]
+    seqs = torch.full((len(examples), longest, nq), PAD, dtype=torch.long)
+    weights = torch.zeros((len(examples), longest, nq), dtype=torch.float32)
+    for b, e in enumerate(examples):
+        n = e["seq"].shape[0]
+        seqs[b, :n] = torch.from_numpy(e["seq"])
+        weights[b, :n] = torch.from_numpy(e["weight"])
+    return {
+        "seqs": seqs,
+        "weights": weights,
+        "lengths": torch.tensor([e["seq"].shape[0] for e in examples], dtype=torch.long),
+        "ids": [e["id"] for e in examples],
+        "tasks": [e["task"] for e in examples],
+    }

@@ -1,0 +1,319 @@
+"""Preparation: Kaldi-style data dir + task template -> tokenized shards + data.json.
+
+Layout written under `out_dir` (one task, one split):
+
+    data.json                 manifest (task, template, tokenizers, shard list, counts)
+    skipped.txt               `file:line id reason` for every example not in the output
+    shards/shard_00000/       ids.txt, item<j>.npy [sum_T, n_streams] int32, item<j>.len.npy [N]
+
+Tokens are *local* ids of each tokenizer; the joint vocabulary (stage 6) maps them
+to global ids at load time, so adding a task later never re-tokenizes anything.
+Shards are independent jobs: each is written to a temporary dir and renamed when
+complete, so a killed run redoes only unfinished shards and ends identical.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from espnet2.speechlm.data.index import Entry, Skip, join_items, read_index
+from espnet2.speechlm.data.readers import ItemError, ReadContext, get_reader
+from espnet2.speechlm.tasks.template import TaskTemplate
+
+DATA_FORMAT = "espnet-speechlm-data/1"
+log = logging.getLogger(__name__)
+
+
+# --- tokenizer config ------------------------------------------------------------------
+@dataclass
+class TokenizerSpec:
+    """One entry of the recipe's tokenizer config: `name: {type: ..., conf: {...}}`."""
+
+    name: str
+    type: str
+    conf: dict = field(default_factory=dict)
+
+
+def load_tokenizer_config(path: Path) -> Dict[str, TokenizerSpec]:
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    specs = {}
+    for name, entry in raw.items():
+        if not isinstance(entry, dict) or "type" not in entry:
+            raise ValueError(f"{path}: tokenizer {name!r} needs a `type` (and optional `conf`)")
+        unknown = set(entry) - {"type", "conf"}
+        if unknown:
+            raise ValueError(f"{path}: tokenizer {name!r} has unknown keys {sorted(unknown)}")
+        specs[name] = TokenizerSpec(name, entry["type"], dict(entry.get("conf") or {}))
+    return specs
+
+
+def load_tokenizer(spec: TokenizerSpec, tokenizer_dir: Optional[Path]):
+    from espnet2.speechlm.tokenizers import build_tokenizer
+
+    model_dir = Path(tokenizer_dir) / spec.name if tokenizer_dir else None
+    if model_dir is not None and not model_dir.exists():
+        model_dir = None
+    return build_tokenizer(spec.type, model_dir, **spec.conf)
+
+
+# --- stage 3: tokenizer training --------------------------------------------------------
+def train_tokenizers(data_dir: Path, templates: Sequence[TaskTemplate], specs: Dict[str, TokenizerSpec],
+                     out_dir: Path, max_items: int = 2000, seed: int = 0) -> List[str]:
+    """Fit every trainable tokenizer the templates use on (a sample of) the training items.
+
+    Skips tokenizers whose directory already has a `done` marker. Returns the names trained.
+    """
+    from espnet2.speechlm.tokenizers import TOKENIZERS, train_tokenizer
+
+    trained = []
+    for name in sorted({it.tokenizer for t in templates for it in t.items}):
+        spec = _spec(specs, name)
+        cls = TOKENIZERS.get(spec.type)
+        target = Path(out_dir) / name
+        if not cls.needs_training() or (target / "done").exists():
+            continue
+        items = _training_items(data_dir, templates, name, cls, max_items, seed)
+        log.info("training tokenizer %s (%s) on %d items", name, spec.type, len(items))
+        if target.exists():
+            shutil.rmtree(target)
+        train_tokenizer(spec.type, items, target, **spec.conf)
+        (target / "done").touch()
+        trained.append(name)
+    return trained
+
+
+def _training_items(data_dir, templates, name, cls, max_items, seed):
+    ctx = ReadContext(data_dir, sample_rate=getattr(cls, "sample_rate", None))
+    seen, items = set(), []
+    rng = np.random.default_rng(seed)
+    for t in templates:
+        for it in t.items:
+            if it.tokenizer != name or (it.name, it.reader) in seen or it.reader == "spk_prompt":
+                continue
+            seen.add((it.name, it.reader))
+            table, _ = read_index(Path(data_dir) / it.name)
+            ids = sorted(table)
+            if len(ids) > max_items:
+                ids = sorted(rng.choice(ids, size=max_items, replace=False).tolist())
+            reader = get_reader(it.reader)
+            for i in ids:
+                try:
+                    items.append(reader(i, table[i].content, ctx))
+                except ItemError as e:
+                    log.warning("tokenizer training skips %s: %s", i, e)
+    if not items:
+        raise ValueError(f"no training items found for tokenizer {name!r} in {data_dir}")
+    return items
+
+
+def _spec(specs: Dict[str, TokenizerSpec], name: str) -> TokenizerSpec:
+    if name not in specs:
+        raise KeyError(f"tokenizer {name!r} is used by a template but missing from the tokenizer config "
+                       f"(has: {sorted(specs)})")
+    return specs[name]
+
+
+# --- stage 5: tokenization ------------------------------------------------------------
+@dataclass
+class PrepareJob:
+    data_dir: Path
+    template: TaskTemplate
+    specs: Dict[str, TokenizerSpec]
+    tokenizer_dir: Optional[Path]
+    out_dir: Path
+    shard_size: int = 1000
+    batch_size: int = 16
+    max_seconds: Optional[float] = None
+    max_frames: Optional[int] = None
+
+
+def shard_ids(ids: List[str], shard_size: int) -> List[List[str]]:
+    return [ids[i : i + shard_size] for i in range(0, len(ids), shard_size)]
+
+
+def shard_dir(out_dir: Path, index: int) -> Path:
+    return Path(out_dir) / "shards" / f"shard_{index:05d}"
+
+
+def plan(job: PrepareJob) -> tuple[List[List[str]], List[Skip], dict]:
+    """Validate the index files and split the kept ids into shards (plus the read tables)."""
+    for it in job.template.items:
+        _spec(job.specs, it.tokenizer)
+    kept, tables, skips = join_items(job.data_dir, [it.name for it in job.template.items])
+    return shard_ids(kept, job.shard_size), skips, tables
+
+
+_TOKENIZER_CACHE: dict = {}
+
+
+def _tokenizers(job: PrepareJob) -> dict:
+    key = (str(job.tokenizer_dir), tuple(sorted(job.template.tokenizers)))
+    if key not in _TOKENIZER_CACHE:
+        _TOKENIZER_CACHE[key] = {n: load_tokenizer(job.specs[n], job.tokenizer_dir) for n in job.template.tokenizers}
+    return _TOKENIZER_CACHE[key]
+
+
+def tokenize_shard(job: PrepareJob, index: int, ids: List[str], tables: Dict[str, Dict[str, Entry]]) -> int:
+    """Tokenize one shard into a temp dir, then rename it into place. Returns #kept.
+
+    `tables` holds at least this shard's rows of every item's index file.
+    """
+    final = shard_dir(job.out_dir, index)
+    if (final / "done").exists():
+        return int((final / "num_examples").read_text())
+    tokenizers = _tokenizers(job)
+    items = job.template.items
+    contexts = [ReadContext(job.data_dir, tokenizers[it.tokenizer].sample_rate, job.max_seconds) for it in items]
+    tokens: Dict[str, List[np.ndarray]] = {}  # id -> per-item arrays
+    skips: List[Skip] = []
+    for start in range(0, len(ids), job.batch_size):
+        batch = ids[start : start + job.batch_size]
+        per_item = []
+        for it, ctx in zip(items, contexts):
+            tok = tokenizers[it.tokenizer]
+            raw, ok_ids = [], []
+            for i in batch:
+                entry = tables[it.name][i]
+                try:
+                    raw.append(get_reader(it.reader)(i, entry.content, ctx))
+                    ok_ids.append(i)
+                except ItemError as e:
+                    skips.append(Skip(i, str(job.data_dir / it.name), entry.line, str(e)))
+            arrays = tok.tokenize(raw) if raw else []
+            per_item.append(dict(zip(ok_ids, arrays)))
+        bad = {s.example_id for s in skips}
+        for i in batch:
+            if i in bad:
+                continue
+            arrays = [np.asarray(d[i]) for d in per_item]
+            too_long = job.max_frames and max(a.shape[0] for a in arrays) > job.max_frames
+            empty = next((it.name for it, a in zip(items, arrays) if a.shape[0] == 0), None)
+            if too_long or empty:
+                reason = f"item longer than {job.max_frames} frames" if too_long else f"{empty} gave no tokens"
+                skips.append(Skip(i, str(job.data_dir / items[0].name), tables[items[0].name][i].line, reason))
+                continue
+            tokens[i] = arrays
+    _write_shard(final, [i for i in ids if i in tokens], tokens, len(items), skips)
+    return len(tokens)
+
+
+def _write_shard(final: Path, kept: List[str], tokens, n_items: int, skips: List[Skip]) -> None:
+    tmp = final.with_name(final.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    (tmp / "ids.txt").write_text("".join(f"{i}\n" for i in kept))
+    for j in range(n_items):
+        arrays = [tokens[i][j] for i in kept]
+        width = arrays[0].shape[1] if arrays else 1
+        flat = np.concatenate(arrays, axis=0) if arrays else np.zeros((0, width))
+        np.save(tmp / f"item{j}.npy", flat.astype(np.int32))
+        np.save(tmp / f"item{j}.len.npy", np.array([a.shape[0] for a in arrays], dtype=np.int64))
+    (tmp / "skipped.txt").write_text("".join(f"{s}\n" for s in skips))
+    (tmp / "num_examples").write_text(str(len(kept)))
+    (tmp / "done").touch()
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+
+
+def _run_one(args) -> int:
+    return tokenize_shard(*args)
+
+
+def run_shards(job: PrepareJob, shards: List[List[str]], tables: Dict[str, Dict[str, Entry]], nj: int = 1,
+               only: Optional[Sequence[int]] = None) -> None:
+    """Tokenize the shards not done yet (`only`: a subset, for one job of a `--cmd` array)."""
+    def rows(ids):
+        return {name: {i: t[i] for i in ids} for name, t in tables.items()}
+
+    todo = [(job, k, ids, rows(ids)) for k, ids in enumerate(shards)
+            if (only is None or k in only) and not (shard_dir(job.out_dir, k) / "done").exists()]
+    if not todo:
+        return
+    bar = tqdm(total=len(todo), desc=f"tokenize {job.template.task}", unit="shard")
+    if nj <= 1 or len(todo) == 1:
+        for args in todo:
+            _run_one(args)
+            bar.update()
+    else:
+        with mp.get_context("spawn").Pool(nj, initializer=_worker_init) as pool:
+            for _ in pool.imap_unordered(_run_one, todo):
+                bar.update()
+    bar.close()
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def merge(job: PrepareJob, shards: List[List[str]], plan_skips: List[Skip]) -> dict:
+    """Write data.json and the full skip report once every shard is done."""
+    missing = [k for k in range(len(shards)) if not (shard_dir(job.out_dir, k) / "done").exists()]
+    if missing:
+        raise RuntimeError(f"{job.out_dir}: shards {missing[:10]} are not done; run them before merging")
+    lines = [f"{s}\n" for s in plan_skips]
+    entries, total = [], 0
+    for k in range(len(shards)):
+        d = shard_dir(job.out_dir, k)
+        lines += (d / "skipped.txt").read_text().splitlines(keepends=True)
+        n = int((d / "num_examples").read_text())
+        entries.append({"path": str(d.relative_to(job.out_dir)), "num_examples": n})
+        total += n
+    (Path(job.out_dir) / "skipped.txt").write_text("".join(lines))
+    manifest = {
+        "format": DATA_FORMAT,
+        "task": job.template.task,
+        "template": job.template.to_dict(),
+        "data_dir": str(Path(job.data_dir).resolve()),
+        "tokenizers": _tokenizer_summary(job),
+        "shards": entries,
+        "num_examples": total,
+        "num_skipped": len(lines),
+        "skip_report": "skipped.txt",
+    }
+    tmp = Path(job.out_dir) / "data.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2))
+    tmp.replace(Path(job.out_dir) / "data.json")
+    return manifest
+
+
+def _tokenizer_summary(job: PrepareJob) -> dict:
+    out = {}
+    for name, tok in _tokenizers(job).items():
+        spec = job.specs[name]
+        out[name] = {
+            "type": spec.type,
+            "conf": spec.conf,
+            "dir": str((Path(job.tokenizer_dir) / name).resolve()) if job.tokenizer_dir else None,
+            "codebook_size": int(tok.codebook_size),
+            "n_streams": int(tok.n_streams),
+            "frame_rate": tok.frame_rate,
+            "sample_rate": tok.sample_rate,
+        }
+    return out
+
+
+def prepare(job: PrepareJob, nj: int = 1) -> dict:
+    """Validate, tokenize every unfinished shard, merge. Returns the manifest."""
+    Path(job.out_dir).mkdir(parents=True, exist_ok=True)
+    shards, skips, tables = plan(job)
+    n_in = sum(len(s) for s in shards) + len(skips)
+    log.info("%s: %d examples, %d skipped at validation, %d shards", job.data_dir, n_in, len(skips), len(shards))
+    run_shards(job, shards, tables, nj)
+    manifest = merge(job, shards, skips)
+    if manifest["num_examples"] == 0:
+        raise RuntimeError(f"{job.data_dir}: no example survived preparation; see {job.out_dir}/skipped.txt")
+    return manifest

@@ -1,0 +1,104 @@
+"""Readers turn one index line's content into the raw item a tokenizer takes."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+import soundfile as sf
+
+from espnet2.speechlm.data.index import Entry
+from espnet2.speechlm.registry import Registry
+
+
+class ItemError(ValueError):
+    """One example's item cannot be read; the example is skipped with this reason."""
+
+
+READERS: Registry = Registry("reader")
+
+
+def read_audio(path: str, sample_rate: Optional[int], max_seconds: Optional[float] = None) -> np.ndarray:
+    """Mono float32 waveform. The sample rate must already match (stage 2 resamples)."""
+    if "|" in path or path.endswith("-"):
+        raise ItemError(f"pipe commands are not supported in wav.scp ({path!r}); run stage 2 first")
+    try:
+        wav, sr = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises several types
+        raise ItemError(f"unreadable audio {path}: {e}") from None
+    if sample_rate is not None and sr != sample_rate:
+        raise ItemError(f"sample rate {sr} != {sample_rate} expected by the tokenizer ({path})")
+    wav = wav.mean(axis=1)
+    if wav.size == 0:
+        raise ItemError(f"empty audio {path}")
+    if max_seconds is not None and wav.size > max_seconds * sr:
+        raise ItemError(f"audio longer than {max_seconds} s ({wav.size / sr:.1f} s)")
+    return wav
+
+
+class ReadContext:
+    """What readers may need beyond the line itself (the data dir, other tables)."""
+
+    def __init__(self, data_dir: Path, sample_rate: Optional[int] = None, max_seconds: Optional[float] = None,
+                 prompt_seconds: float = 3.0):
+        self.data_dir = Path(data_dir)
+        self.sample_rate = sample_rate
+        self.max_seconds = max_seconds
+        self.prompt_seconds = prompt_seconds
+        self._spk2utt: Optional[Dict[str, list]] = None
+        self._wav: Optional[Dict[str, Entry]] = None
+
+    def speaker_utterances(self) -> tuple[Dict[str, list], Dict[str, Entry]]:
+        if self._spk2utt is None:
+            from espnet2.speechlm.data.index import read_index
+
+            utt2spk, _ = read_index(self.data_dir / "utt2spk")
+            self._wav, _ = read_index(self.data_dir / "wav.scp")
+            spk2utt: Dict[str, list] = {}
+            for utt in sorted(utt2spk):
+                if utt in self._wav:
+                    spk2utt.setdefault(utt2spk[utt].content, []).append(utt)
+            self._spk2utt = spk2utt
+        return self._spk2utt, self._wav
+
+
+@READERS.register("text")
+def _text(example_id: str, content: str, ctx: ReadContext) -> str:
+    return content
+
+
+@READERS.register("label")
+def _label(example_id: str, content: str, ctx: ReadContext) -> str:
+    return content
+
+
+@READERS.register("audio")
+def _audio(example_id: str, content: str, ctx: ReadContext) -> np.ndarray:
+    return read_audio(content, ctx.sample_rate, ctx.max_seconds)
+
+
+@READERS.register("spk_prompt")
+def _speaker_prompt(example_id: str, content: str, ctx: ReadContext) -> np.ndarray:
+    """Audio of *another* utterance of the same speaker, chosen by a stable hash of the id."""
+    spk2utt, wav = ctx.speaker_utterances()
+    others = [u for u in spk2utt.get(content, []) if u != example_id]
+    if not others:
+        raise ItemError(f"speaker {content!r} has no other utterance for a prompt")
+    pick = others[zlib.crc32(example_id.encode()) % len(others)]
+    audio = read_audio(wav[pick].content, ctx.sample_rate)
+    n = int(ctx.prompt_seconds * (ctx.sample_rate or 16000))
+    return audio[:n]
+
+
+@READERS.register("npy")
+def _npy(example_id: str, content: str, ctx: ReadContext) -> np.ndarray:
+    try:
+        return np.load(content, allow_pickle=False)
+    except Exception as e:
+        raise ItemError(f"unreadable npy {content}: {e}") from None
+
+
+def get_reader(name: str) -> Callable[[str, str, ReadContext], Any]:
+    return READERS.get(name)

@@ -1,0 +1,137 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from espnet2.bin import speechlm_prepare
+from espnet2.speechlm.data import prepare as prep
+from espnet2.speechlm.data.dataset import SpeechLMDataset
+from espnet2.speechlm.data.index import IndexFileError, read_index
+from espnet2.speechlm.tasks.template import load_template
+from espnet2.speechlm.vocab import JointVocabulary
+
+
+def run(*args):
+    speechlm_prepare.main([str(a) for a in args])
+
+
+def prepare_task(task, data_dir, tok_conf, tmp_path, nj=1, shard_size=3):
+    tok_dir = tmp_path / "tokenizers"
+    run("train_tokenizers", "--data_dir", data_dir, "--tasks", task, "--tokenizer_config", tok_conf,
+        "--tokenizer_dir", tok_dir)
+    out = tmp_path / "dump" / task / "train"
+    run("tokenize", "--task", task, "--data_dir", data_dir, "--tokenizer_config", tok_conf,
+        "--tokenizer_dir", tok_dir, "--out_dir", out, "--nj", nj, "--shard_size", shard_size)
+    return out
+
+
+def test_asr_end_to_end_tokens_match_tokenizer(tiny_data_dir, tokenizer_config, tmp_path):
+    out = prepare_task("asr", tiny_data_dir, tokenizer_config, tmp_path)
+    meta = json.loads((out / "data.json").read_text())
+    assert meta["num_examples"] == 8 and meta["num_skipped"] == 0 and len(meta["shards"]) == 3
+    assert meta["tokenizers"]["codec"]["n_streams"] == 2
+    run("vocab", "--data_json", out / "data.json", "--out_dir", tmp_path / "vocab")
+    vocab = JointVocabulary.load(tmp_path / "vocab")
+    ds = SpeechLMDataset([out / "data.json"], vocab)
+    assert len(ds) == 8
+    ex = ds[0]
+    text_tok = prep.load_tokenizer(prep.TokenizerSpec("text", "char"), tmp_path / "tokenizers")
+    ref = dict(l.split(maxsplit=1) for l in (tiny_data_dir / "text").read_text().splitlines())[ex["id"]]
+    n_text = len(ref)
+    text_part = ex["seq"][-1 - n_text : -1, 0]
+    assert text_tok.detokenize(vocab.to_local("text", text_part[:, None])) == ref
+    assert ds.lengths[0] == ex["seq"].shape[0]
+    pre = ds.prefix(0)
+    assert pre["prefix"][-1, 0] == vocab.indicator("text")
+    np.testing.assert_array_equal(pre["prefix"], ex["seq"][: pre["prefix"].shape[0]])
+
+
+def test_bad_input_is_reported_not_lost(tiny_data_dir, tokenizer_config, tmp_path):
+    wav = read_index(tiny_data_dir / "wav.scp")[0]
+    ids = sorted(wav)
+    lines = (tiny_data_dir / "wav.scp").read_text().splitlines()
+    lines[1] = f"{ids[1]} /no/such/file.wav"  # unreadable audio
+    lines[2] = f"{ids[2]}"  # empty content
+    (tiny_data_dir / "wav.scp").write_text("\n".join(lines) + "\n")
+    text = (tiny_data_dir / "text").read_text().splitlines()
+    (tiny_data_dir / "text").write_text("\n".join(text[:-1]) + "\n")  # last id has no text
+    import soundfile as sf
+
+    sf.write(tiny_data_dir / "wav" / "sr8k.wav", np.zeros(800, dtype=np.float32) + 0.1, 8000)
+    lines = (tiny_data_dir / "wav.scp").read_text().splitlines()
+    lines[3] = f"{ids[3]} {tiny_data_dir / 'wav' / 'sr8k.wav'}"  # wrong sample rate
+    (tiny_data_dir / "wav.scp").write_text("\n".join(lines) + "\n")
+    out = prepare_task("asr", tiny_data_dir, tokenizer_config, tmp_path)
+    kept = set()
+    for shard in sorted((out / "shards").iterdir()):
+        kept |= set((shard / "ids.txt").read_text().split())
+    report = (out / "skipped.txt").read_text().splitlines()
+    skipped = {l.split()[1]: l for l in report}
+    assert kept | set(skipped) == set(ids) and not kept & set(skipped)
+    assert f"wav.scp:2 {ids[1]} unreadable audio" in skipped[ids[1]]
+    assert f"wav.scp:3 {ids[2]} empty content" in skipped[ids[2]]
+    assert "sample rate 8000 != 16000" in skipped[ids[3]]
+    assert "missing in text" in skipped[ids[-1]]
+
+
+def test_duplicate_id_and_bad_utf8_are_fatal_with_location(tiny_data_dir):
+    text = tiny_data_dir / "text"
+    first = text.read_text().splitlines()[0]
+    text.write_text(text.read_text() + first + "\n")
+    with pytest.raises(IndexFileError, match=r"text:9: duplicate id 'spk0_utt00' \(first on line 1\)"):
+        read_index(text)
+    text.write_bytes(b"a hello\nb \xff\xfe\n")
+    with pytest.raises(IndexFileError, match=r"text:2: not valid UTF-8"):
+        read_index(text)
+
+
+def test_missing_tokenizer_in_config_is_clear(tiny_data_dir, tmp_path):
+    conf = tmp_path / "tok.yaml"
+    conf.write_text("text: {type: char}\n")
+    job = prep.PrepareJob(tiny_data_dir, load_template("asr"), prep.load_tokenizer_config(conf), tmp_path, tmp_path / "o")
+    with pytest.raises(KeyError, match="'codec' is used by a template but missing"):
+        prep.plan(job)
+
+
+def test_kill_and_resume_gives_identical_output(tiny_data_dir, tokenizer_config, tmp_path):
+    out = prepare_task("asr", tiny_data_dir, tokenizer_config, tmp_path, nj=2)
+    snapshot = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    # simulate a kill: one shard half-written (tmp dir, no done marker), another gone, no manifest
+    shard1 = out / "shards" / "shard_00001"
+    shutil.move(shard1, out / "shards" / "shard_00001.tmp")
+    (out / "shards" / "shard_00001.tmp" / "done").unlink()
+    shutil.rmtree(out / "shards" / "shard_00002")
+    (out / "data.json").unlink()
+    before = (out / "shards" / "shard_00000" / "item0.npy").stat().st_mtime_ns
+    out2 = prepare_task("asr", tiny_data_dir, tokenizer_config, tmp_path, nj=1)
+    assert (out2 / "shards" / "shard_00000" / "item0.npy").stat().st_mtime_ns == before  # not redone
+    again = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert again.keys() == snapshot.keys()
+    for k in snapshot:
+        if k.name != "prepare.yaml":
+            assert again[k] == snapshot[k], k
+
+
+def test_adding_a_task_keeps_token_ids(tiny_data_dir, tokenizer_config, tmp_path):
+    asr = prepare_task("asr", tiny_data_dir, tokenizer_config, tmp_path)
+    run("vocab", "--data_json", asr / "data.json", "--out_dir", tmp_path / "vocab")
+    before = (tmp_path / "vocab" / "vocab.txt").read_text().splitlines()
+    tts = prepare_task("tts_spkid", tiny_data_dir, tokenizer_config, tmp_path)
+    run("vocab", "--data_json", tts / "data.json", asr / "data.json", "--out_dir", tmp_path / "vocab")
+    after = (tmp_path / "vocab" / "vocab.txt").read_text().splitlines()
+    assert after[256 : len(before)] == before[256:]
+    changed = [(a, b) for a, b in zip(before, after) if a != b]
+    assert changed and all("<reserved_" in a for a, _ in changed)
+    vocab = JointVocabulary.load(tmp_path / "vocab")
+    ds = SpeechLMDataset([asr / "data.json", tts / "data.json"], vocab)
+    assert len(ds) == 16 and set(ds.tasks) == {"asr", "tts_spkid"}
+
+
+def test_stats_writes_lengths(tiny_data_dir, tokenizer_config, tmp_path, capsys):
+    out = prepare_task("textlm", tiny_data_dir, tokenizer_config, tmp_path)
+    run("stats", "--data_json", out / "data.json")
+    lengths = dict(l.split() for l in (out / "lengths.txt").read_text().splitlines())
+    text = dict(l.split(maxsplit=1) for l in (tiny_data_dir / "text").read_text().splitlines())
+    assert {k: int(v) for k, v in lengths.items()} == {k: len(v) + 3 for k, v in text.items()}
+    assert json.loads((out / "stats.json").read_text())["num_examples"] == 8
