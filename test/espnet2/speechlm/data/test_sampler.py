@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+import torch
+
+from espnet2.speechlm.data.dataset import TokenBatchSampler, collate, parse_data_arg
+
+
+def make(ratios=(1.0, 0.5), n=(200, 100), seed=3, **kw):
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 60, size=sum(n))
+    sources = np.repeat(np.arange(len(n)), n)
+    return TokenBatchSampler(lengths, sources, list(ratios), batch_tokens=240, seed=seed, **kw), lengths, sources
+
+
+def test_batches_respect_token_budget_and_are_deterministic():
+    s, lengths, _ = make()
+    batches = list(s)
+    assert all(max(lengths[b]) * len(b) <= 240 for b in batches)
+    s2, _, _ = make()
+    assert list(s2) == batches
+    s.set_epoch(1)
+    assert list(s) != batches
+
+
+def test_ratios_are_honoured():
+    counts = np.zeros(2)
+    s, _, sources = make(ratios=(2.0, 0.3))
+    for epoch in range(3):
+        s.set_epoch(epoch)
+        for b in s:
+            counts += np.bincount(sources[b], minlength=2)
+    assert counts[0] == 3 * 2 * 200
+    assert abs(counts[1] - 3 * 0.3 * 100) <= 3
+
+
+def test_resume_skips_consumed_batches_exactly():
+    s, _, _ = make()
+    s.set_epoch(2)
+    full = list(s)
+    s2, _, _ = make()
+    s2.load_state_dict({"epoch": 2, "consumed": 5})
+    assert list(s2) == full[5:]
+    assert s2.state_dict() == {"epoch": 2, "consumed": len(full)}
+
+
+def test_replicas_get_disjoint_equal_shares():
+    shares = [list(make(num_replicas=2, rank=r)[0]) for r in range(2)]
+    assert len(shares[0]) == len(shares[1])
+    flat0 = {i for b in shares[0] for i in b}
+    flat1 = {i for b in shares[1] for i in b}
+    assert not flat0 & flat1
+
+
+def test_too_small_budget_is_a_clear_error():
+    with pytest.raises(ValueError, match="smaller than the longest example"):
+        TokenBatchSampler(np.array([10, 500]), np.array([0, 0]), [1.0], batch_tokens=100)
+
+
+def test_collate_pads_with_zero_weight():
+    ex = [{"id": "a", "task": "t", "seq": np.ones((3, 2), dtype=np.int64), "weight": np.ones((3, 2), np.float32)},
+          {"id": "b", "task": "t", "seq": np.ones((5, 2), dtype=np.int64), "weight": np.ones((5, 2), np.float32)}]
+    b = collate(ex)
+    assert b["seqs"].shape == (2, 5, 2) and b["lengths"].tolist() == [3, 5]
+    assert (b["seqs"][0, 3:] == 0).all() and (b["weights"][0, 3:] == 0).all()
+    assert b["weights"].dtype == torch.float32
+
+
+def test_data_arg_parsing():
+    assert parse_data_arg("dump/asr/train/data.json:0.5") == ("dump/asr/train/data.json", 0.5)
+    assert parse_data_arg("dump/asr/train/data.json") == ("dump/asr/train/data.json", 1.0)
