@@ -1,0 +1,155 @@
+"""Inference: generate targets for a test data.json and write Kaldi-style outputs.
+
+  python -m espnet2.bin.speechlm_inference --model_dir exp/x/train/model \\
+      --data_json dump/asr/test/data.json --inference_config conf/decode.yaml --out_dir exp/x/decode/asr_test
+
+Writes `text` (text targets) or `wav.scp` + wav/ (audio targets), `token` (local ids),
+and with `logprob: true` a `logprob` file (`id sum_logprob n_tokens`, teacher-forced on
+the reference target) from which stage 10 computes perplexity.
+The inference config maps task names to search settings (see SearchConfig), e.g.
+  asr: {method: greedy, max_len_ratio: 0.5}
+  tts_spkid: {method: top_k, top_k: 30, temperature: 0.9, max_len_ratio: 20}
+  textlm: {logprob: true, generate: false}
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from espnet2.speechlm.data.dataset import SpeechLMDataset
+from espnet2.speechlm.data.prepare import TokenizerSpec, load_tokenizer
+from espnet2.speechlm.inference.masking import ModalityTable
+from espnet2.speechlm.inference.outputs import OutputWriter, target_tokens
+from espnet2.speechlm.inference.search import SearchConfig
+from espnet2.speechlm.vocab import PAD, JointVocabulary
+
+log = logging.getLogger("speechlm_inference")
+
+
+def task_settings(config_path: Optional[str], task: str, overrides: dict) -> tuple[SearchConfig, bool, bool]:
+    """(search config, generate?, logprob?) for a task from the inference YAML."""
+    conf = yaml.safe_load(Path(config_path).read_text()) if config_path else {}
+    entry = {**(conf or {}).get("default", {}), **(conf or {}).get(task, {}), **overrides}
+    generate = bool(entry.pop("generate", True))
+    logprob = bool(entry.pop("logprob", False))
+    known = {f.name for f in fields(SearchConfig)}
+    unknown = set(entry) - known
+    if unknown:
+        raise ValueError(f"{config_path}: unknown settings {sorted(unknown)} for task {task!r}; known: {sorted(known)}")
+    return SearchConfig(**entry), generate, logprob
+
+
+def find_tokenizer(name: str, info: dict, model_dir: Path):
+    """Prefer tokenizers packed with the model, else the dir recorded in data.json."""
+    packed = Path(model_dir) / "tokenizers"
+    base = packed if (packed / name).exists() else (Path(info["dir"]).parent if info.get("dir") else None)
+    return load_tokenizer(TokenizerSpec(name, info["type"], info.get("conf") or {}), base)
+
+
+def load_model_and_vocab(model_dir: Path, device: str):
+    from espnet2.speechlm.models import load_pretrained
+
+    model = load_pretrained(model_dir, device=device).eval()
+    vocab_path = Path(model_dir) / "vocab.json"
+    if not vocab_path.exists():
+        raise FileNotFoundError(f"{vocab_path} missing: a model dir carries the vocabulary it was trained with")
+    return model, JointVocabulary.load(vocab_path)
+
+
+def pad_prefixes(prefixes: List[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    longest = max(p.shape[0] for p in prefixes)
+    batch = torch.full((len(prefixes), longest, prefixes[0].shape[1]), PAD, dtype=torch.long)
+    for b, p in enumerate(prefixes):
+        batch[b, : p.shape[0]] = torch.from_numpy(p)
+    return batch, torch.tensor([p.shape[0] for p in prefixes])
+
+
+@torch.inference_mode()
+def teacher_forced_logprob(model, example: dict, vocab: JointVocabulary, device: str) -> tuple[float, int]:
+    """Sum log-probability of the reference target tokens (indicators excluded) and their count."""
+    seq = torch.from_numpy(example["seq"])[None].to(device)
+    weight = torch.from_numpy(example["weight"])[None].to(device)
+    indicators = torch.tensor(sorted(vocab.indicators.values()), device=device)
+    weight[..., 0][torch.isin(seq[..., 0], indicators)] = 0.0
+    weight = (weight > 0).float()  # unit weights: a plain log-likelihood
+    loss, _, weight_sum = model(seq, weight, torch.tensor([seq.shape[1]], device=device))
+    n = int(weight_sum.item())
+    return -float(loss.item()) * n, n
+
+
+def run(args: argparse.Namespace) -> None:
+    device = args.device
+    model, vocab = load_model_and_vocab(Path(args.model_dir), device)
+    dataset = SpeechLMDataset([args.data_json], vocab)
+    manifest = dataset.manifests[0]
+    overrides = {"nbest": args.nbest} if args.nbest else {}
+    search, generate, logprob = task_settings(args.inference_config, manifest.task, overrides)
+    out = OutputWriter(Path(args.out_dir), search.nbest)
+    (Path(args.out_dir) / "inference.yaml").write_text(
+        yaml.safe_dump({**{k: v for k, v in vars(args).items()}, "search": asdict(search),
+                        "generate": generate, "logprob": logprob}))
+    target = manifest.template.targets[0].tokenizer
+    info = manifest.meta["tokenizers"][target]
+    tokenizer = find_tokenizer(target, info, Path(args.model_dir))
+    modality = ModalityTable.from_vocab(vocab, model.vocab_size, model.n_streams)
+    order = sorted(range(len(dataset)), key=lambda i: int(dataset.lengths[i]))
+    if logprob:
+        for i in tqdm(order, desc="logprob", unit="utt"):
+            lp, n = teacher_forced_logprob(model, dataset[i], vocab, device)
+            out.write_logprob(dataset.example_id(i), lp, n)
+    if generate:
+        bar = tqdm(total=len(order), desc=f"generate {manifest.task}", unit="utt")
+        for start in range(0, len(order), args.batch_size):
+            examples = [dataset.prefix(i) for i in order[start : start + args.batch_size]]
+            prefix, lengths = pad_prefixes([e["prefix"] for e in examples])
+            hyps = model.generate(prefix.to(device), lengths.to(device), search, modality)
+            for e, nbest in zip(examples, hyps):
+                for rank, rows in enumerate(nbest):
+                    write_hypothesis(out, e["id"], rank, rows.cpu().numpy(), vocab, target, tokenizer)
+            bar.update(len(examples))
+        bar.close()
+    out.close()
+    log.info("wrote %s", args.out_dir)
+
+
+def write_hypothesis(out: OutputWriter, example_id: str, rank: int, rows: np.ndarray, vocab, target, tokenizer):
+    tokens = target_tokens(vocab, target, rows)
+    if tokens.shape[0] == 0:
+        out.write_failure(example_id, "empty hypothesis")
+        decoded = "" if tokenizer.sample_rate is None else None
+    else:
+        try:
+            decoded = tokenizer.detokenize(tokens)
+        except NotImplementedError:
+            decoded = None
+    out.write(example_id, rank, decoded, tokenizer.sample_rate, tokens)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model_dir", required=True, help="exported model dir (config.json, model.safetensors, vocab.json)")
+    p.add_argument("--data_json", required=True, help="test data.json")
+    p.add_argument("--inference_config", default=None, help="YAML: task -> search settings")
+    p.add_argument("--out_dir", required=True)
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--nbest", type=int, default=None, help="overrides the config's nbest")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run(get_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
