@@ -28,7 +28,9 @@ pip=("${venv}/bin/python" -m pip)
 torch_version="$(grep -E '^torch==' tools/constraints.txt | cut -d= -f3)"
 if ! "${venv}/bin/python" -c "import torch,sys; sys.exit(torch.__version__.split('+')[0] != '${torch_version}')" 2>/dev/null; then
     echo "[install] torch==${torch_version} (CPU build)"
-    "${pip[@]}" install -q -c tools/constraints.txt "torch==${torch_version}"
+    # TORCH_INDEX_URL: e.g. https://download.pytorch.org/whl/cpu where PyPI's torch is a CUDA build
+    "${pip[@]}" install -q -c tools/constraints.txt ${TORCH_INDEX_URL:+--index-url "${TORCH_INDEX_URL}"} \
+        "torch==${torch_version}"
 fi
 echo "[install] espnet-speechlm[${extras}]"
 "${pip[@]}" install -q -c tools/constraints.txt -e ".[${extras}]"
