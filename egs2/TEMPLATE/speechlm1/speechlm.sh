@@ -173,7 +173,7 @@ if run_stage 10; then
             ${python} -m espnet2.bin.speechlm_score --score_config "${score_conf}" \
                 --hyp_dir "${exp}/decode/${key}_${dset}" --ref_dir "${dumpdir}/audio/${dset}" \
                 --task "${key}" --test_set "${dset}" --out_dir "${exp}/decode/${key}_${dset}/score" \
-                --results "${exp}/RESULTS.md"
+                --results_md "${exp}/RESULTS.md"
         done
     done
     [ -f "${exp}/RESULTS.md" ] && cat "${exp}/RESULTS.md"
@@ -181,15 +181,26 @@ fi
 
 if run_stage 11; then
     log "stage 11: pack model -> ${exp}/packed"
-    ${python} -m espnet2.bin.speechlm_hub pack --exp_dir "${exp}" --out_dir "${exp}/packed" \
-        ${hf_repo:+--upload_to "${hf_repo}"}
+    results_opt=""; [ -f "${exp}/RESULTS.md" ] && results_opt="--results_md ${exp}/RESULTS.md"
+    # shellcheck disable=SC2086
+    ${python} -m espnet2.bin.speechlm_hub pack --model_dir "${exp}/train/model" --out_dir "${exp}/packed" \
+        --overwrite --name "speechlm_${data_name}_${tag}" --tasks ${tasks} --datasets "${data_name}" \
+        ${hf_repo:+--repo_id "${hf_repo}"} ${results_opt}
+    if [ -n "${hf_repo}" ]; then
+        log "stage 11: upload ${exp}/packed -> ${hf_repo}"
+        ${python} -m espnet2.bin.speechlm_hub upload "${exp}/packed" "${hf_repo}"
+    fi
 fi
 
 if run_stage 12; then
     log "stage 12: pack tokenized dataset -> ${exp}/dataset"
     # shellcheck disable=SC2046
     ${python} -m espnet2.bin.speechlm_hub pack_dataset --data_json $(for s in ${all_sets}; do data_jsons "${s}"; done) \
-        --vocab "${exp}/vocab/vocab.json" --out_dir "${exp}/dataset" ${hf_dataset_repo:+--upload_to "${hf_dataset_repo}"}
+        --vocab_dir "${exp}/vocab" --out_dir "${exp}/dataset"
+    if [ -n "${hf_dataset_repo}" ]; then
+        log "stage 12: upload ${exp}/dataset -> ${hf_dataset_repo}"
+        ${python} -m espnet2.bin.speechlm_hub upload_dataset "${exp}/dataset" "${hf_dataset_repo}"
+    fi
 fi
 
 log "finished stages ${stage}-${stop_stage}: ${exp}"

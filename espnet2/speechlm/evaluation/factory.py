@@ -1,0 +1,35 @@
+"""Build a metric from one score-config entry, preferring VERSA where it applies."""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from espnet2.speechlm.evaluation.base import METRICS, Metric
+from espnet2.speechlm.evaluation.versa_bridge import VERSA_METRICS, VersaMetric, versa_available
+
+# keys of a config entry that belong to the scorer, not to the metric
+RESERVED_KEYS = ("name", "hyp", "ref", "use_versa")
+
+
+def build_metric(entry: Dict[str, Any]) -> Metric:
+    """``entry``: ``{name: ..., hyp: ..., ref: ..., use_versa: auto|true|false, **options}``.
+
+    ``use_versa: auto`` (default) delegates to VERSA when it is importable and
+    knows the metric; options are then passed to VERSA's config entry as is.
+    """
+    name = entry["name"]
+    use_versa = entry.get("use_versa", "auto")
+    options = {k: v for k, v in entry.items() if k not in RESERVED_KEYS}
+    if use_versa not in ("auto", True, False):
+        raise ValueError(f"{name}: use_versa must be auto, true or false, not {use_versa!r}")
+    if use_versa is True or (use_versa == "auto" and name in VERSA_METRICS and versa_available()):
+        if name not in VERSA_METRICS:
+            raise ValueError(f"{name}: no VERSA equivalent is known")
+        if not versa_available():
+            raise RuntimeError(f"{name}: use_versa is true but the versa package is not installed")
+        return VersaMetric(name, options)
+    cls = METRICS.get(name)
+    try:
+        return cls(**options)
+    except TypeError as e:
+        raise TypeError(f"bad options for metric {name!r}: {e}") from e

@@ -1,0 +1,123 @@
+import json
+import math
+
+import pytest
+import soundfile as sf
+import yaml
+
+from espnet2.bin import speechlm_score
+from espnet2.speechlm.evaluation.scorer import load_score_config, score_dirs
+
+
+def write(path, lines):
+    path.write_text("".join(f"{l}\n" for l in lines), encoding="utf-8")
+
+
+@pytest.fixture
+def dirs(tmp_path, speech_path):
+    ref, hyp = tmp_path / "ref" / "test", tmp_path / "exp" / "decode" / "tts_test"
+    ref.mkdir(parents=True)
+    hyp.mkdir(parents=True)
+    write(ref / "text", ["u1 hello world", "u2 good morning", "u3 see you", "u4 bye now"])
+    write(ref / "wav.scp", [f"{u} {speech_path}" for u in ("u1", "u2", "u3", "u4")])
+    write(ref / "utt2spk", ["u1 s", "u2 s", "u3 s", "u4 s"])
+    write(hyp / "text", ["u1 hello world", "u2 good evening", "u4 bye now", "zz extra"])  # u3 missing
+    (hyp / "bad.wav").write_bytes(b"not a wav")
+    wav, sr = sf.read(speech_path)
+    sf.write(hyp / "u1.wav", wav, sr)
+    # u1: relative path (resolved next to wav.scp), u2: unreadable, u3: missing file, u4 absent
+    write(hyp / "wav.scp", ["u1 u1.wav", f"u2 {hyp / 'bad.wav'}", f"u3 {hyp / 'gone.wav'}"])
+    write(hyp / "logprob", ["u1 -10.0 5", "u2 -2.0 5", "u3 -3 3", "u4 -1.5 2"])
+    return hyp, ref
+
+
+def test_scoring_reports_missing_hypotheses(tmp_path, dirs):
+    hyp, ref = dirs
+    conf = [
+        {"name": "wer", "hyp": "text", "ref": "text"},
+        {"name": "si_snr", "hyp": "wav.scp", "ref": "wav.scp", "use_versa": False},
+        {"name": "perplexity", "hyp": "logprob"},
+    ]
+    out = tmp_path / "score"
+    summary = score_dirs(conf, hyp, ref, out, task="tts", results_md=tmp_path / "RESULTS.md", progress=False)
+
+    assert summary["n_total"] == 4 and summary["test_set"] == "test"
+    assert summary["metrics"]["wer"]["n_scored"] == 3
+    assert summary["metrics"]["si_snr"]["n_scored"] == 1
+    assert summary["metrics"]["perplexity"]["n_scored"] == 4
+    assert summary["n_scored"] == 1
+    assert summary["n_extra_hypotheses"] == 1
+    assert summary["missing_hypotheses"] == ["u2", "u3", "u4"]
+    not_scored = summary["metrics"]["si_snr"]["not_scored"]
+    assert "unreadable" in not_scored["u2"] and "unreadable" in not_scored["u3"]
+    assert "missing hypothesis" in not_scored["u4"]
+    assert "missing hypothesis" in summary["metrics"]["wer"]["not_scored"]["u3"]
+    # corpus WER: u1 0/2, u2 1/2, u4 0/2
+    assert summary["scores"]["wer"] == pytest.approx(1 / 6)
+    assert summary["scores"]["perplexity"] == pytest.approx(math.exp(16.5 / 15))
+
+    assert (out / "utt2wer").read_text().split("\n")[:3] == ["u1 0", "u2 0.5", "u4 0"]
+    assert float((out / "utt2si_snr").read_text().split()[1]) > 60
+    missing = (out / "missing.txt").read_text().splitlines()
+    assert "u3\twer\tmissing hypothesis (id not in text)" in missing
+    assert sum(l.startswith("u2\tsi_snr") for l in missing) == 1
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["scores"] == summary["scores"]
+
+    table = (tmp_path / "RESULTS.md").read_text()
+    assert "| task | test set | utts | wer | si_snr | perplexity | nll_per_token |" in table
+    assert "| tts | test | 4 | 0.1667 (3/4) |" in table
+
+
+def test_results_md_rows_are_updated_not_duplicated(tmp_path, dirs):
+    hyp, ref = dirs
+    md = tmp_path / "RESULTS.md"
+    md.write_text("# RESULTS\n\nnotes written by hand\n")
+    score_dirs([{"name": "wer"}], hyp, ref, tmp_path / "s1", task="asr", results_md=md, progress=False)
+    score_dirs([{"name": "wer"}], hyp, ref, tmp_path / "s2", task="asr", results_md=md, progress=False)
+    score_dirs([{"name": "cer"}], hyp, ref, tmp_path / "s3", task="asr", test_set="dev", results_md=md, progress=False)
+    text = md.read_text()
+    assert "notes written by hand" in text
+    assert text.count("| asr | test |") == 1
+    assert "| task | test set | utts | wer | cer |" in text
+    assert "| asr | dev | 4 | - |" in text
+
+
+def test_cli_with_yaml_config(tmp_path, dirs, capsys):
+    hyp, ref = dirs
+    conf = tmp_path / "score.yaml"
+    conf.write_text(yaml.safe_dump([{"name": "wer", "lowercase": True}, {"name": "perplexity", "hyp": "logprob"}]))
+    rc = speechlm_score.main([
+        "--score_config", str(conf), "--hyp_dir", str(hyp), "--ref_dir", str(ref),
+        "--task", "asr", "--no_progress",
+    ])
+    assert rc == 0
+    assert (hyp / "score" / "summary.json").is_file()
+    assert (hyp.parent / "RESULTS.md").is_file()
+    assert '"n_total": 4' in capsys.readouterr().out
+
+
+def test_config_validation(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- name: wer\n- name: wer\n")
+    with pytest.raises(ValueError, match="twice"):
+        load_score_config(bad)
+    bad.write_text("wer: 1\n")
+    with pytest.raises(ValueError, match="list"):
+        load_score_config(bad)
+
+
+def test_default_score_configs_build():
+    from pathlib import Path
+
+    from espnet2.speechlm.evaluation import build_metric
+    from espnet2.speechlm.evaluation.versa_bridge import versa_available
+
+    root = Path(__file__).resolve().parents[4] / "egs2/TEMPLATE/speechlm1/conf/score"
+    names = sorted(p.stem for p in root.glob("*.yaml"))
+    assert names == ["asr", "audiolm", "mt", "se", "st", "textlm", "tse", "tts"]
+    for path in root.glob("*.yaml"):
+        for entry in load_score_config(path):
+            if entry["name"] == "tts_wer":
+                continue  # builds a pocketsphinx decoder; covered in test_tts_wer
+            build_metric({**entry, "use_versa": False} if versa_available() else entry)
