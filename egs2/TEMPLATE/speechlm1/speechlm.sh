@@ -43,6 +43,7 @@ nbest=1
 hf_repo=""              # model repo on the HF hub (stage 11 uploads only when set)
 hf_dataset_repo=""      # dataset repo on the HF hub (stage 12 uploads only when set)
 max_seconds=30          # drop longer audio at tokenization
+tokenizer_max_items=1000  # items sampled per tokenizer for training (stage 3)
 
 help_message="Usage: $0 --tasks 'asr tts' --train_set train --valid_set valid --test_sets 'test' [options]
 Options (see the comments in $0):
@@ -101,7 +102,8 @@ if run_stage 3 && done_or_run stage3 "stage 3: tokenizer training"; then
     log "stage 3: tokenizer training on ${dumpdir}/audio/${train_set}"
     # shellcheck disable=SC2086
     ${python} -m espnet2.bin.speechlm_prepare train_tokenizers --data_dir "${dumpdir}/audio/${train_set}" \
-        --tasks ${tasks} --tokenizer_config "${tokenizer_config}" --tokenizer_dir "${exp}/tokenizers" ${task_dir_opt}
+        --tasks ${tasks} --tokenizer_config "${tokenizer_config}" --tokenizer_dir "${exp}/tokenizers" \
+        --max_items "${tokenizer_max_items}" ${task_dir_opt}
     mark stage3
 fi
 

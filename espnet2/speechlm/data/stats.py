@@ -52,10 +52,10 @@ def length_stats(data_json: Path) -> dict:
         "task": m.task,
         "num_examples": len(rows),
         "total_tokens": int(lengths.sum()),
-        "min": int(lengths.min(initial=0)),
+        "min": int(lengths.min()) if len(rows) else 0,
         "mean": float(lengths.mean()) if len(rows) else 0.0,
         "p95": float(np.percentile(lengths, 95)) if len(rows) else 0.0,
-        "max": int(lengths.max(initial=0)),
+        "max": int(lengths.max()) if len(rows) else 0,
     }
     (out / "stats.json").write_text(json.dumps(summary, indent=2))
     return summary

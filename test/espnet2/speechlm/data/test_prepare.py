@@ -134,4 +134,7 @@ def test_stats_writes_lengths(tiny_data_dir, tokenizer_config, tmp_path, capsys)
     lengths = dict(l.split() for l in (out / "lengths.txt").read_text().splitlines())
     text = dict(l.split(maxsplit=1) for l in (tiny_data_dir / "text").read_text().splitlines())
     assert {k: int(v) for k, v in lengths.items()} == {k: len(v) + 3 for k, v in text.items()}
-    assert json.loads((out / "stats.json").read_text())["num_examples"] == 8
+    stats = json.loads((out / "stats.json").read_text())
+    expected = [len(v) + 3 for v in text.values()]
+    assert stats["num_examples"] == 8 and stats["total_tokens"] == sum(expected)
+    assert (stats["min"], stats["max"]) == (min(expected), max(expected))
