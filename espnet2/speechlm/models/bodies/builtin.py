@@ -1,0 +1,250 @@
+"""A small Llama-style decoder: RoPE, RMSNorm, SwiGLU, grouped-query attention.
+
+Parameter names follow HuggingFace Llama (`layers.{i}.self_attn.q_proj`, `mlp.gate_proj`,
+`input_layernorm`, `post_attention_layernorm`, `norm`) so Llama checkpoints map onto
+this body by dropping the `model.` prefix (RoPE uses the same rotate-half layout).
+
+Padding convention. Training batches are right-padded: padded positions sit after
+every real one, so plain causal attention never lets a real query see them and no
+mask is needed. Generation left-pads prompts so all rows advance in lock-step;
+`key_valid [B, Tk]` marks the real keys and `pos [B, T]` gives each row its own
+positions (counted from its first real token), so a left-padded row computes exactly
+what it would compute alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from espnet2.speechlm.models.bodies import BODIES
+
+try:  # optional fast path, only used on CUDA for unmasked causal attention
+    from flash_attn import flash_attn_func  # type: ignore
+except Exception:  # pragma: no cover - not installed on CPU machines
+    flash_attn_func = None
+
+
+@dataclass
+class BuiltinBodyConfig:
+    d_model: int = 512
+    n_layer: int = 8
+    n_head: int = 8
+    n_kv_head: int = 8  # < n_head gives grouped-query attention
+    d_ff: int = 1376  # SwiGLU hidden size (Llama uses ~8/3 * d_model)
+    max_len: int = 4096  # longest position RoPE tables are built for
+    rope_theta: float = 10000.0
+    dropout: float = 0.0
+    norm_eps: float = 1e-5
+
+    def __post_init__(self):
+        assert self.d_model % self.n_head == 0, "d_model must be divisible by n_head"
+        assert self.n_head % self.n_kv_head == 0, "n_head must be a multiple of n_kv_head"
+
+
+class KVCache:
+    """Pre-allocated keys/values for every layer, shared write position for all rows.
+
+    k, v: [n_layer, B, n_kv_head, S, head_dim]; valid: [B, S] marks real (non-pad) keys.
+    Rows advance together (left-padded prompts), so one integer `length` suffices.
+    """
+
+    def __init__(self, n_layer: int, batch: int, n_kv_head: int, max_len: int, head_dim: int,
+                 device: torch.device, dtype: torch.dtype):
+        self.k = torch.zeros(n_layer, batch, n_kv_head, max_len, head_dim, device=device, dtype=dtype)
+        self.v = torch.zeros_like(self.k)
+        self.valid = torch.zeros(batch, max_len, dtype=torch.bool, device=device)
+        self.length = 0
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[3]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k, v [B, Hkv, T, Dh] at the current position; return all keys so far."""
+        t0, t1 = self.length, self.length + k.shape[2]
+        if t1 > self.max_len:
+            raise RuntimeError(f"KV cache overflow: {t1} > {self.max_len} positions")
+        self.k[layer, :, :, t0:t1] = k
+        self.v[layer, :, :, t0:t1] = v
+        return self.k[layer, :, :, :t1], self.v[layer, :, :, :t1]
+
+    def select(self, idx: torch.Tensor) -> "KVCache":
+        """Keep / reorder / duplicate batch rows (beam search, dropping finished rows)."""
+        self.k = self.k.index_select(1, idx)
+        self.v = self.v.index_select(1, idx)
+        self.valid = self.valid.index_select(0, idx)
+        return self
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * g: LayerNorm without centring or bias."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return xf.type_as(x) * self.weight
+
+
+class Rotary(nn.Module):
+    """RoPE: rotate each (i, i + Dh/2) channel pair by angle pos * theta^(-2i/Dh)."""
+
+    def __init__(self, head_dim: int, max_len: int, theta: float):
+        super().__init__()
+        inv_freq = theta ** (-torch.arange(0, head_dim, 2).float() / head_dim)  # [Dh/2]
+        angles = torch.outer(torch.arange(max_len).float(), inv_freq)  # [max_len, Dh/2]
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """pos [B, T] -> cos, sin [B, 1, T, Dh/2] (broadcast over heads)."""
+        if int(pos.max()) >= self.cos.shape[0]:
+            raise ValueError(f"position {int(pos.max())} >= max_len {self.cos.shape[0]}")
+        return self.cos[pos].unsqueeze(1), self.sin[pos].unsqueeze(1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x [B, H, T, Dh]; rotate-half layout (HF Llama compatible)."""
+    x1, x2 = x.float().chunk(2, dim=-1)  # [B, H, T, Dh/2] each
+    out = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+    return out.type_as(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: BuiltinBodyConfig):
+        super().__init__()
+        self.n_head, self.n_kv_head = cfg.n_head, cfg.n_kv_head
+        self.head_dim = cfg.d_model // cfg.n_head
+        self.q_proj = nn.Linear(cfg.d_model, cfg.n_head * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(cfg.d_model, cfg.n_kv_head * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(cfg.d_model, cfg.n_kv_head * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(cfg.n_head * self.head_dim, cfg.d_model, bias=False)
+        self.dropout = cfg.dropout
+
+    def forward(self, x, cos, sin, mask: Optional[torch.Tensor], cache: Optional[KVCache], layer: int):
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # [B, H, T, Dh]
+        k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # [B, Hkv, T, Dh]
+        v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)  # [B, Hkv, Tk, Dh]
+        p = self.dropout if self.training else 0.0
+        if flash_attn_func is not None and x.is_cuda and mask is None and q.dtype in (torch.float16, torch.bfloat16):
+            # flash-attn wants [B, T, H, Dh]; aligns causal to the bottom-right like the cached case
+            y = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), dropout_p=p, causal=True)
+            y = y.reshape(B, T, -1)
+        else:
+            is_causal = mask is None and T > 1  # unmasked: plain causal (T == Tk) or single query
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal,
+                                               enable_gqa=self.n_kv_head != self.n_head)  # [B, H, T, Dh]
+            y = y.transpose(1, 2).reshape(B, T, -1)
+        return self.o_proj(y)
+
+
+class MLP(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, cfg: BuiltinBodyConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
+        self.up_proj = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
+        self.down_proj = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, cfg: BuiltinBodyConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.self_attn = Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.mlp = MLP(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, cos, sin, mask, cache, layer):
+        x = x + self.drop(self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer))
+        return x + self.drop(self.mlp(self.post_attention_layernorm(x)))
+
+
+@BODIES.register("builtin")
+class BuiltinBody(nn.Module):
+    config_class = BuiltinBodyConfig
+
+    def __init__(self, cfg: BuiltinBodyConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.d_model = cfg.d_model
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_layer))
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.rotary = Rotary(cfg.d_model // cfg.n_head, cfg.max_len, cfg.rope_theta)
+        self.apply(self._init)
+        for name, p in self.named_parameters():  # GPT-2 style: scale residual writers by depth
+            if name.endswith(("o_proj.weight", "down_proj.weight")):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init(m: nn.Module):
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def new_cache(self, batch: int, max_len: int, device=None, dtype=None) -> KVCache:
+        p = next(self.parameters())
+        c = self.cfg
+        return KVCache(c.n_layer, batch, c.n_kv_head, max_len, c.d_model // c.n_head,
+                       device or p.device, dtype or p.dtype)
+
+    def forward(self, x: torch.Tensor, pos: Optional[torch.Tensor] = None,
+                key_valid: Optional[torch.Tensor] = None, cache: Optional[KVCache] = None) -> torch.Tensor:
+        """x [B, T, D] -> h [B, T, D].
+
+        pos [B, T]: per-row positions (default: 0.. or continuing the cache).
+        key_valid [B, T]: False for left-padding positions of *these* T inputs; with a
+        cache, earlier validity is remembered in `cache.valid`.
+        """
+        B, T, _ = x.shape
+        past = cache.length if cache is not None else 0
+        if pos is None:
+            pos = torch.arange(past, past + T, device=x.device).expand(B, T)
+        cos, sin = self.rotary(pos)
+        mask = None
+        if cache is not None:
+            cache.valid[:, past:past + T] = True if key_valid is None else key_valid
+            if not bool(cache.valid[:, :past + T].all()):
+                key_valid = cache.valid[:, :past + T]
+        if key_valid is not None and not bool(key_valid.all()):
+            mask = self._mask(key_valid, T, past)
+        elif past > 0 and T > 1:  # chunk after a cache without padding: offset causal mask
+            mask = self._mask(torch.ones(B, past + T, dtype=torch.bool, device=x.device), T, past)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, mask, cache, i)
+        if cache is not None:
+            cache.length += T
+        return self.norm(x)
+
+    @staticmethod
+    def _mask(key_valid: torch.Tensor, T: int, past: int) -> torch.Tensor:
+        """[B, 1, T, Tk] bool: query i (absolute past+i) sees key j <= past+i that is real.
+
+        A padded query would see nothing (NaN softmax), so every query also sees itself.
+        """
+        Tk = key_valid.shape[1]
+        qi = torch.arange(past, past + T, device=key_valid.device)[:, None]  # [T, 1]
+        kj = torch.arange(Tk, device=key_valid.device)[None, :]  # [1, Tk]
+        causal = kj <= qi  # [T, Tk]
+        return ((causal & key_valid[:, None, :]) | (kj == qi)).unsqueeze(1)  # [B, 1, T, Tk]
+

@@ -1,0 +1,76 @@
+"""Architectures that read one row per step of a codebook pattern: "delay" and "parallel".
+
+Training: rows = pattern.build(seq); the body reads rows[:-1] and every stream head
+predicts rows[1:]. The weights go through the same pattern, so each target token of
+each stream is predicted exactly once (the very first token, the task id, has no
+context and must carry weight 0 - it is a condition anyway).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from espnet2.speechlm.inference.decoding import PrecomputedFrame, decode
+from espnet2.speechlm.inference.masking import ModalityTable
+from espnet2.speechlm.inference.search import SearchConfig
+from espnet2.speechlm.models.multistream import MULTISTREAM_LMS
+from espnet2.speechlm.models.multistream.abs_lm import AbsMultiStreamLM
+from espnet2.speechlm.models.multistream.patterns import CodebookPattern, delay_pattern, parallel_pattern
+from espnet2.speechlm.vocab import PAD
+
+
+class PatternLM(AbsMultiStreamLM):
+    def __init__(self, body: nn.Module, vocab_size: int, n_streams: int, pattern: CodebookPattern,
+                 shared_head: bool = False):
+        super().__init__(body, vocab_size, n_streams, shared_head)
+        assert pattern.n_streams == n_streams
+        self.pattern = pattern
+
+    def forward(self, seq: torch.Tensor, weight: torch.Tensor, lengths: torch.Tensor
+                ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+        T = int(lengths.max()) + self.pattern.max_shift  # rows holding any real token
+        rows = self.pattern.build(seq, fill=PAD)[:, :T]  # [B, T, nq]
+        wrows = self.pattern.build(weight, fill=0.0)[:, :T]  # [B, T, nq]
+        h = self.body(self.embed_rows(rows[:, :-1]))  # [B, T-1, D]
+        return self.weighted_loss(h, rows[:, 1:], wrows[:, 1:])
+
+    # ---- decoding hooks used by inference.decoding.decode ------------------------------
+    def new_cache(self, batch: int, max_len: int):
+        return self.body.new_cache(batch, max_len)
+
+    def next_logits(self, rows: torch.Tensor, pos: Optional[torch.Tensor], valid: Optional[torch.Tensor],
+                    cache) -> torch.Tensor:
+        """rows [N, T, nq] -> logits [N, nq, V] for the row after the last one."""
+        h = self.body(self.embed_rows(rows), pos, valid, cache)[:, -1]  # [N, D]
+        return torch.stack([self.head_logits(h, k) for k in range(self.n_streams)], dim=1).float()
+
+    def next_frame(self, rows, pos, valid, cache) -> PrecomputedFrame:
+        return PrecomputedFrame(self.next_logits(rows, pos, valid, cache))
+
+    def generate(self, prefix: torch.Tensor, prefix_lengths: torch.Tensor, search: SearchConfig,
+                 modality: ModalityTable, use_cache: bool = True) -> List[List[torch.Tensor]]:
+        was_training = self.training
+        self.eval()
+        try:
+            return decode(self, prefix, prefix_lengths, search, modality, use_cache=use_cache)
+        finally:
+            self.train(was_training)
+
+
+@MULTISTREAM_LMS.register("delay")
+class DelayLM(PatternLM):
+    """MusicGen delay: stream k lags k rows, so it is predicted having seen streams < k of its frame."""
+
+    def __init__(self, body: nn.Module, vocab_size: int, n_streams: int, shared_head: bool = False):
+        super().__init__(body, vocab_size, n_streams, delay_pattern(n_streams), shared_head)
+
+
+@MULTISTREAM_LMS.register("parallel")
+class ParallelLM(PatternLM):
+    """All streams of a frame predicted at once from the same hidden state."""
+
+    def __init__(self, body: nn.Module, vocab_size: int, n_streams: int, shared_head: bool = False):
+        super().__init__(body, vocab_size, n_streams, parallel_pattern(n_streams), shared_head)

@@ -1,0 +1,51 @@
+import torch
+
+from espnet2.speechlm.models.bodies import BODIES
+from espnet2.speechlm.models.bodies.builtin import BuiltinBodyConfig
+
+
+def _body(**kw):
+    torch.manual_seed(0)
+    cfg = BuiltinBodyConfig(**{**dict(d_model=32, n_layer=2, n_head=4, n_kv_head=2, d_ff=64, max_len=64), **kw})
+    return BODIES.get("builtin")(cfg).eval()
+
+
+def test_llama_parameter_names():
+    names = set(dict(_body().named_parameters()))
+    for n in ["layers.0.self_attn.q_proj.weight", "layers.0.self_attn.k_proj.weight",
+              "layers.0.self_attn.v_proj.weight", "layers.0.self_attn.o_proj.weight",
+              "layers.1.mlp.gate_proj.weight", "layers.1.mlp.up_proj.weight", "layers.1.mlp.down_proj.weight",
+              "layers.1.input_layernorm.weight", "layers.1.post_attention_layernorm.weight", "norm.weight"]:
+        assert n in names
+    assert _body().layers[0].self_attn.k_proj.weight.shape == (16, 32)  # 2 kv heads x 8
+
+
+def test_incremental_equals_full():
+    body = _body()
+    x = torch.randn(2, 10, 32)
+    full = body(x)
+    cache = body.new_cache(2, 16)
+    parts = [body(x[:, :4], cache=cache)] + [body(x[:, t: t + 1], cache=cache) for t in range(4, 8)]
+    parts.append(body(x[:, 8:], cache=cache))  # a multi-row chunk after the cache
+    assert torch.allclose(torch.cat(parts, 1), full, atol=1e-5)
+
+
+def test_left_padding_matches_unpadded():
+    body = _body()
+    x = torch.randn(1, 6, 32)
+    alone = body(x)
+    padded = torch.cat([torch.randn(1, 3, 32), x], dim=1)  # 3 junk pad rows on the left
+    valid = torch.tensor([[False] * 3 + [True] * 6])
+    pos = torch.tensor([[0, 0, 0, 0, 1, 2, 3, 4, 5]])
+    out = body(padded, pos=pos, key_valid=valid)
+    assert torch.allclose(out[:, 3:], alone, atol=1e-5)
+    cache = body.new_cache(1, 12)  # and the same through the cache, step by step
+    body(padded[:, :5], pos=pos[:, :5], key_valid=valid[:, :5], cache=cache)
+    step = [body(padded[:, t: t + 1], pos=pos[:, t: t + 1], cache=cache) for t in range(5, 9)]
+    assert torch.allclose(torch.cat(step, 1), alone[:, 2:], atol=1e-5)
+
+
+def test_training_backward():
+    body = _body(dropout=0.1).train()
+    body(torch.randn(2, 5, 32)).pow(2).mean().backward()
+    assert body.layers[0].self_attn.q_proj.weight.grad is not None
