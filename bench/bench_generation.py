@@ -53,7 +53,7 @@ def time_cell(model, v, batch: int, use_cache: bool, args) -> float:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--archs", nargs="+", default=["delay", "parallel", "multiscale"])
+    p.add_argument("--archs", nargs="+", default=["delay", "parallel", "multiscale", "valle"])
     p.add_argument("--batches", nargs="+", type=int, default=[1, 16])
     p.add_argument("--n-streams", type=int, default=4)
     p.add_argument("--prompt", type=int, default=32, help="prompt frames")

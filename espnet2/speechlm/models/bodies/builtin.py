@@ -10,6 +10,10 @@ mask is needed. Generation left-pads prompts so all rows advance in lock-step;
 `key_valid [B, Tk]` marks the real keys and `pos [B, T]` gives each row its own
 positions (counted from its first real token), so a left-padded row computes exactly
 what it would compute alone.
+
+`causal=False` makes a bidirectional encoder (every query sees every real key; used by
+the Vall-E NAR stage). It has no KV cache, and right-padded batches then need
+`key_valid`, since real queries could otherwise attend to the padding.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class BuiltinBodyConfig:
     rope_theta: float = 10000.0
     dropout: float = 0.0
     norm_eps: float = 1e-5
+    causal: bool = True  # False: bidirectional attention (no KV cache)
 
     def __post_init__(self):
         assert self.d_model % self.n_head == 0, "d_model must be divisible by n_head"
@@ -130,6 +135,7 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(cfg.d_model, cfg.n_kv_head * self.head_dim, bias=False)
         self.o_proj = nn.Linear(cfg.n_head * self.head_dim, cfg.d_model, bias=False)
         self.dropout = cfg.dropout
+        self.causal = cfg.causal
 
     def forward(self, x, cos, sin, mask: Optional[torch.Tensor], cache: Optional[KVCache], layer: int):
         B, T, _ = x.shape
@@ -142,10 +148,11 @@ class Attention(nn.Module):
         p = self.dropout if self.training else 0.0
         if flash_attn_func is not None and x.is_cuda and mask is None and q.dtype in (torch.float16, torch.bfloat16):
             # flash-attn wants [B, T, H, Dh]; aligns causal to the bottom-right like the cached case
-            y = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), dropout_p=p, causal=True)
+            y = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), dropout_p=p,
+                                causal=self.causal)
             y = y.reshape(B, T, -1)
         else:
-            is_causal = mask is None and T > 1  # unmasked: plain causal (T == Tk) or single query
+            is_causal = self.causal and mask is None and T > 1  # unmasked: plain causal (T == Tk) or one query
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal,
                                                enable_gqa=self.n_kv_head != self.n_head)  # [B, H, T, Dh]
             y = y.transpose(1, 2).reshape(B, T, -1)
@@ -203,6 +210,8 @@ class BuiltinBody(nn.Module):
             nn.init.normal_(m.weight, std=0.02)
 
     def new_cache(self, batch: int, max_len: int, device=None, dtype=None) -> KVCache:
+        if not self.cfg.causal:
+            raise ValueError("a bidirectional (causal=False) body has no KV cache")
         p = next(self.parameters())
         c = self.cfg
         return KVCache(c.n_layer, batch, c.n_kv_head, max_len, c.d_model // c.n_head,
@@ -216,6 +225,8 @@ class BuiltinBody(nn.Module):
         key_valid [B, T]: False for left-padding positions of *these* T inputs; with a
         cache, earlier validity is remembered in `cache.valid`.
         """
+        if not self.cfg.causal:
+            return self._forward_bidirectional(x, pos, key_valid, cache)
         B, T, _ = x.shape
         past = cache.length if cache is not None else 0
         if pos is None:
@@ -234,6 +245,23 @@ class BuiltinBody(nn.Module):
             x = layer(x, cos, sin, mask, cache, i)
         if cache is not None:
             cache.length += T
+        return self.norm(x)
+
+    def _forward_bidirectional(self, x: torch.Tensor, pos: Optional[torch.Tensor],
+                               key_valid: Optional[torch.Tensor], cache) -> torch.Tensor:
+        """Every query sees every real key (and itself, so a padded query is never empty)."""
+        if cache is not None:
+            raise ValueError("a bidirectional (causal=False) body cannot use a KV cache")
+        B, T, _ = x.shape
+        if pos is None:
+            pos = torch.arange(T, device=x.device).expand(B, T)
+        cos, sin = self.rotary(pos)
+        mask = None
+        if key_valid is not None and not bool(key_valid.all()):
+            eye = torch.eye(T, dtype=torch.bool, device=x.device)  # [T, T]
+            mask = (key_valid[:, None, :] | eye).unsqueeze(1)  # [B, 1, T, T]
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, mask, None, i)
         return self.norm(x)
 
     @staticmethod

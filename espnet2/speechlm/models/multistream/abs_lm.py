@@ -12,7 +12,7 @@ re-weight across micro-batches / ranks (sum of loss * weight_sum / total weight_
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -56,21 +56,21 @@ class AbsMultiStreamLM(nn.Module, ABC):
             return self.head(h + self.stream_offset[k])
         return self.heads[k](h)
 
-    def weighted_loss(self, h: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
-                      ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
-        """h [B, T, D] (or [B, T, nq, D]: one state per stream), target / weight [B, T, nq]
-        -> (loss, stats, weight_sum).
+    def weighted_loss(self, h: torch.Tensor | Sequence[torch.Tensor], target: torch.Tensor,
+                      weight: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+        """h [B, T, D] (or [B, T, nq, D], or a list of nq [B, T, D]: one state per stream),
+        target / weight [B, T, nq] -> (loss, stats, weight_sum).
 
         Logits are computed only where w > 0 (conditions and padding are skipped), which
         keeps the [*, V] tensors small for long prompts and big vocabularies.
         """
-        loss_sum = h.new_zeros((), dtype=torch.float32)
-        hit_sum = h.new_zeros((), dtype=torch.float32)
-        n_tok = h.new_zeros((), dtype=torch.float32)
+        loss_sum = weight.new_zeros((), dtype=torch.float32)
+        hit_sum = weight.new_zeros((), dtype=torch.float32)
+        n_tok = weight.new_zeros((), dtype=torch.float32)
         for k in range(self.n_streams):
             sel = weight[..., k] > 0  # [B, T]
             w, tgt = weight[..., k][sel].float(), target[..., k][sel]  # [n_k]
-            hk = h[..., k, :] if h.dim() == 4 else h  # [B, T, D]
+            hk = h[k] if isinstance(h, (list, tuple)) else h[..., k, :] if h.dim() == 4 else h  # [B, T, D]
             logits = self.head_logits(hk[sel], k).float()  # [n_k, V]
             ce = F.cross_entropy(logits, tgt, reduction="none")  # [n_k]
             loss_sum = loss_sum + (w * ce).sum()

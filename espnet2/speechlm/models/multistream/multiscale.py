@@ -54,7 +54,8 @@ class MultiScaleLM(AbsMultiStreamLM):
         return self.body.new_cache(batch, max_len)
 
     def next_frame(self, rows, pos, valid, cache) -> "LocalFrame":
-        return LocalFrame(self, self.body(self.embed_rows(rows), pos, valid, cache)[:, -1])
+        h = self.body(self.embed_rows(rows), pos, valid, cache)[:, -1]  # [N, D]
+        return LocalFrame(self, h, use_cache=cache is not None)
 
     def generate(self, prefix: torch.Tensor, prefix_lengths: torch.Tensor, search: SearchConfig,
                  modality: ModalityTable, use_cache: bool = True) -> List[List[torch.Tensor]]:
@@ -67,14 +68,36 @@ class MultiScaleLM(AbsMultiStreamLM):
 
 
 class LocalFrame:
-    """Scores stream k of the next frame given the streams already chosen in it."""
+    """Scores stream k of the next frame given the streams already chosen in it.
 
-    def __init__(self, model: MultiScaleLM, h: torch.Tensor):
+    With `use_cache` the local Transformer keeps its own KV cache for the frame, so
+    stream k feeds one new position (E[s_{k-1}]) instead of re-running all k + 1:
+    nq local positions per frame instead of nq (nq + 1) / 2. Streams must then be asked
+    for in order 0, 1, ... (as the decoding loop does); skipped ones are fed in one chunk.
+    """
+
+    def __init__(self, model: MultiScaleLM, h: torch.Tensor, use_cache: bool = False, cache=None, fed: int = 0):
         self.model, self.h = model, h  # h [N, D]
+        self.use_cache = use_cache
+        if use_cache and cache is None:
+            cache = model.local.new_cache(h.shape[0], model.n_streams)
+        self.cache, self.fed = cache, fed  # fed: local positions [h, E(s_0), ...] already in the cache
 
     def stream_logits(self, k: int, prev: torch.Tensor) -> torch.Tensor:
-        z = self.model.local_hidden(self.h, prev[:, :k])[:, k]  # [N, D]
+        """prev [N, >= k] streams 0..k-1 of this frame -> logits of stream k [N, V]."""
+        if not self.use_cache:
+            z = self.model.local_hidden(self.h, prev[:, :k])[:, k]  # [N, D], recomputed from scratch
+        else:
+            if k < self.fed:  # position k is already in the cache
+                raise RuntimeError("a cached LocalFrame scores each stream once, in increasing order")
+            new = self.model.embed(prev[:, max(self.fed - 1, 0):k])  # [N, k - fed (+1), D]
+            if self.fed == 0:
+                new = torch.cat([self.h[:, None], new], dim=1)  # position 0 is the global state
+            z = self.model.local(new, cache=self.cache)[:, -1]  # [N, D], position k
+            self.fed = k + 1
         return self.model.head_logits(z, k).float()
 
     def select(self, idx: torch.Tensor) -> "LocalFrame":
-        return LocalFrame(self.model, self.h[idx])
+        """Reorder rows (beam search). The cache is reordered in place: drop the old frame."""
+        cache = self.cache.select(idx) if self.cache is not None else None
+        return LocalFrame(self.model, self.h[idx], self.use_cache, cache, self.fed)

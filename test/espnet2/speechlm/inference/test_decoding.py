@@ -7,7 +7,7 @@ from decode_testkit import prompts, random_model
 from espnet2.speechlm.inference import ModalityTable, SearchConfig
 from espnet2.speechlm.vocab import PAD, SOS_EOS
 
-ARCHS = ["delay", "parallel", "multiscale"]
+ARCHS = ["delay", "parallel", "multiscale", "valle"]
 
 
 def _same(a, b):

@@ -49,3 +49,25 @@ def test_training_backward():
     body = _body(dropout=0.1).train()
     body(torch.randn(2, 5, 32)).pow(2).mean().backward()
     assert body.layers[0].self_attn.q_proj.weight.grad is not None
+
+
+def test_bidirectional_mode():
+    """causal=False: early outputs depend on later inputs; right padding masked by key_valid."""
+    body = _body(causal=False)
+    x = torch.randn(2, 7, 32)
+    out = body(x)
+    later = x.clone()
+    later[:, -1] += 1.0
+    assert not torch.allclose(body(later)[:, 0], out[:, 0])  # sees the future
+    one, one_causal = _body(n_layer=1, causal=False), _body(n_layer=1)  # same weights, only the mask differs
+    assert torch.allclose(one(x)[:, -1], one_causal(x)[:, -1], atol=1e-5)  # last query: all keys either way
+    assert not torch.allclose(one(x)[:, 0], one_causal(x)[:, 0])
+    padded = torch.cat([x[:1, :4], torch.randn(1, 3, 32)], dim=1)  # example 0 cut to 4 frames + junk
+    valid = torch.tensor([[True] * 4 + [False] * 3])
+    assert torch.allclose(body(padded, key_valid=valid)[:, :4], body(x[:1, :4]), atol=1e-5)
+    try:
+        body.new_cache(1, 8)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("a bidirectional body must refuse a KV cache")

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Train a speech LM with DeepSpeed (CPU processes or GPUs).
+
+Examples::
+
+    # one CPU process (a 1-rank gloo group; same code path as multi-GPU)
+    python -m espnet2.bin.speechlm_train --ngpu 0 --train_config conf/train.yaml \\
+        --train_data_json dump/asr/train/data.json dump/tts/train/data.json:0.5 \\
+        --valid_data_json dump/asr/dev/data.json --vocab dump/vocab --output_dir exp/lm
+
+    # two CPU processes / four GPUs on this machine (relaunches itself with torchrun)
+    python -m espnet2.bin.speechlm_train --ngpu 0 --num_procs 2 ...
+    python -m espnet2.bin.speechlm_train --ngpu 4 ...
+
+A run continues from ``output_dir/checkpoints/latest`` when one exists (``--resume false``
+refuses to touch such a directory). At the end ``output_dir/model/`` holds the inference
+model (average of the best checkpoints), loadable with
+``espnet2.speechlm.models.load_pretrained`` and no DeepSpeed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+log = logging.getLogger("speechlm_train")
+
+
+def str2bool(value: str) -> bool:
+    v = value.lower()
+    if v in ("true", "1", "yes", "y"):
+        return True
+    if v in ("false", "0", "no", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {value!r}")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--train_config", type=Path, default=None, help="YAML training config (defaults when omitted)")
+    p.add_argument("--train_data_json", nargs="+", required=True, metavar="PATH[:RATIO]",
+                   help="training data.json files; RATIO = times the source is repeated per epoch (default 1)")
+    p.add_argument("--valid_data_json", nargs="*", default=[], metavar="PATH", help="validation data.json files")
+    p.add_argument("--vocab", type=Path, required=True, help="vocab.json or the folder holding it")
+    p.add_argument("--output_dir", type=Path, required=True)
+    p.add_argument("--ngpu", type=int, default=0, help="GPUs per machine; 0 trains on CPU processes")
+    p.add_argument("--num_procs", type=int, default=1, help="CPU processes when --ngpu 0 (default 1)")
+    p.add_argument("--resume", type=str2bool, default=True, help="continue from the latest checkpoint (default true)")
+    p.add_argument("--seed", type=int, default=None, help="overrides run.seed")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config entry, e.g. --set run.max_steps=100 (value parsed as YAML)")
+    p.add_argument("--no_export", action="store_true", help="skip writing output_dir/model at the end")
+    return p
+
+
+def parse_overrides(items: List[str], seed: Optional[int]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    if seed is not None:
+        out["run.seed"] = seed
+    return out
+
+
+def vocab_json_path(vocab: Path) -> Path:
+    return vocab / "vocab.json" if vocab.is_dir() else vocab
+
+
+def build_data(args_jsons: List[str], vocab, cfg, shuffle: bool, valid: bool):
+    from espnet2.speechlm.data.dataset import SpeechLMDataset, TokenBatchSampler, collate, parse_data_arg
+    from espnet2.speechlm.train import distributed as D
+    from espnet2.speechlm.train.trainer import DataBundle
+
+    pairs = [parse_data_arg(a) for a in args_jsons]
+    paths, ratios = [p for p, _ in pairs], [r if not valid else 1.0 for _, r in pairs]
+    loss_weights = cfg.data.loss_weights or None
+    dataset = SpeechLMDataset(paths, vocab, loss_weights=loss_weights, max_len=cfg.data.max_len)
+    batch_tokens = (cfg.data.valid_batch_tokens or cfg.data.batch_tokens) if valid else cfg.data.batch_tokens
+    sampler = TokenBatchSampler(dataset.lengths, dataset.sources, ratios, batch_tokens, seed=cfg.run.seed,
+                                shuffle=shuffle, num_replicas=D.world_size(), rank=D.rank())
+    return DataBundle(dataset, sampler, collate)
+
+
+def build_model(cfg, vocab):
+    from espnet2.speechlm.models import build_speechlm
+
+    m = cfg.model
+    return build_speechlm(m.arch, m.body, dict(m.body_conf), vocab.size, vocab.max_streams, **m.arch_conf)
+
+
+def train(args: argparse.Namespace) -> Dict[str, Any]:
+    """Runs on every rank inside an initialised process group."""
+    from espnet2.speechlm.train import distributed as D
+    from espnet2.speechlm.train.config import load_config, to_dict
+    from espnet2.speechlm.train.export import export_model, select_weights
+    from espnet2.speechlm.train.trainer import Trainer
+    from espnet2.speechlm.vocab import JointVocabulary
+
+    cfg = load_config(args.train_config, parse_overrides(args.overrides, args.seed))
+    D.seed_everything(cfg.run.seed)
+    vocab = JointVocabulary.load(args.vocab)
+    train_data = build_data(args.train_data_json, vocab, cfg, shuffle=True, valid=False)
+    valid_data = build_data(args.valid_data_json, vocab, cfg, shuffle=False, valid=True) if args.valid_data_json else None
+    model = build_model(cfg, vocab)
+    if D.is_main():
+        n = sum(p.numel() for p in model.parameters())
+        log.info("model %s/%s: %.2fM parameters; %d train / %s valid examples; world size %d",
+                 cfg.model.arch, cfg.model.body, n / 1e6, len(train_data.dataset),
+                 len(valid_data.dataset) if valid_data else 0, D.world_size())
+    trainer = Trainer(cfg, model, train_data, args.output_dir, valid=valid_data, use_cuda=args.ngpu > 0)
+    summary = trainer.fit(resume=args.resume)
+    D.barrier()
+    if D.is_main() and not args.no_export:
+        state, used = select_weights(trainer.ckpt, cfg.run.keep_best_k)
+        out = export_model(args.output_dir / "model", lambda: build_model(cfg, vocab), state,
+                           vocab_json_path(args.vocab), extra={"averaged_checkpoints": used, "train_config": to_dict(cfg)})
+        summary["exported"] = str(out)
+        log.info("exported %s (average of %s)", out, ", ".join(used))
+    D.barrier()
+    return summary
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
+    from espnet2.speechlm.train import distributed as D
+    from espnet2.speechlm.train.config import load_config
+
+    load_config(args.train_config, parse_overrides(args.overrides, args.seed))  # fail fast, before any launch
+    use_cuda = args.ngpu > 0
+    nproc = args.ngpu if use_cuda else args.num_procs
+    if nproc > 1 and not D.launched_by_launcher():
+        from espnet2.speechlm.train.launch import launch
+
+        return launch(nproc, "espnet2.bin.speechlm_train", list(argv if argv is not None else sys.argv[1:]), use_cuda)
+    D.init_distributed(use_cuda)
+    logging.basicConfig(
+        level=logging.INFO if D.is_main() else logging.WARNING,
+        format=f"%(asctime)s [rank{D.rank()}] %(levelname)s %(name)s: %(message)s",
+    )
+    summary = train(args)
+    if D.is_main():
+        log.info("done: %s", summary)
+    return 0
+
+
+if __name__ == "__main__":
+    code = 1
+    try:
+        code = main()
+    except SystemExit as e:  # argparse / usage errors
+        code = e.code if isinstance(e.code, int) else 1
+        if not isinstance(e.code, int) and e.code is not None:
+            print(e.code, file=sys.stderr)
+    except Exception:
+        logging.getLogger("speechlm_train").exception("training failed")
+        code = 1
+    finally:
+        from espnet2.speechlm.train.distributed import clean_exit
+
+        clean_exit(code)

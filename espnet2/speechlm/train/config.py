@@ -1,0 +1,214 @@
+"""Training configuration: plain dataclasses, loaded from YAML with strict key checking.
+
+A YAML file mirrors the dataclass tree::
+
+    model:     {arch: delay, body: builtin, body_conf: {...}, arch_conf: {...}}
+    optim:     {lr: 3.0e-4, warmup_steps: 1000, scheduler: cosine, grad_clip: 1.0}
+    data:      {batch_tokens: 8192, loss_weights: {codec: 0.0625}}
+    run:       {max_steps: 100000, valid_interval: 2000, save_interval: 2000}
+    deepspeed: {zero_stage: 1, bf16: true, extra: {...}}
+
+Unknown keys are an error that names the full path (``optim.lrr``) and the known keys,
+so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import yaml
+
+SCHEDULERS = ("constant", "warmup_constant", "cosine")
+
+
+class ConfigError(ValueError):
+    """A training config that cannot be used as written."""
+
+
+@dataclass
+class ModelConfig:
+    """Arguments of ``build_speechlm`` except vocab_size / n_streams (taken from the vocabulary)."""
+
+    arch: str = "delay"
+    body: str = "builtin"
+    body_conf: Dict[str, Any] = field(default_factory=dict)
+    arch_conf: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3.0e-4
+    betas: Tuple[float, float] = (0.9, 0.95)
+    eps: float = 1.0e-8
+    weight_decay: float = 0.01
+    warmup_steps: int = 0
+    scheduler: str = "warmup_constant"  # constant | warmup_constant | cosine
+    min_lr_ratio: float = 0.0  # cosine floor, as a fraction of lr
+    grad_clip: float = 1.0  # 0 disables clipping
+
+
+@dataclass
+class DataConfig:
+    batch_tokens: int = 8192  # per rank, per micro-batch (padded positions T * B)
+    valid_batch_tokens: Optional[int] = None  # defaults to batch_tokens
+    max_len: Optional[int] = None
+    num_workers: int = 0
+    loss_weights: Dict[str, Any] = field(default_factory=dict)  # tokenizer name -> weight, or one per stream
+
+
+@dataclass
+class RunConfig:
+    max_steps: Optional[int] = None  # optimizer steps; None = until max_epochs (1 when neither is set)
+    max_epochs: Optional[int] = None  # None = until max_steps; training stops at whichever comes first
+    log_interval: int = 10
+    valid_interval: int = 1000  # steps; validation also runs at the end
+    save_interval: int = 1000  # steps; a checkpoint is also saved at the end
+    keep_last_n: int = 2
+    keep_best_k: int = 3  # by validation loss; the exported model averages them
+    seed: int = 0
+    grad_accum: int = 1
+    nonfinite_patience: int = 10  # consecutive non-finite losses before giving up
+    peak_flops: Optional[float] = None  # per rank; None = table (CUDA) or measured (CPU)
+    verify_checksums: bool = True  # sha256 of every checkpoint file, checked on resume
+    tensorboard: bool = True
+    plot_images: bool = True  # images/curves.png after each validation
+
+
+@dataclass
+class DeepSpeedConfig:
+    zero_stage: int = 1
+    bf16: bool = False
+    extra: Dict[str, Any] = field(default_factory=dict)  # merged last into the DeepSpeed config
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+
+    def validate(self) -> "TrainConfig":
+        if self.run.max_steps is None and self.run.max_epochs is None:
+            self.run.max_epochs = 1  # neither limit given: one pass over the data
+        checks = [
+            (self.optim.scheduler in SCHEDULERS, f"optim.scheduler must be one of {SCHEDULERS}, got {self.optim.scheduler!r}"),
+            (self.optim.lr > 0, "optim.lr must be > 0"),
+            (self.optim.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
+            (self.optim.grad_clip >= 0, "optim.grad_clip must be >= 0 (0 disables clipping)"),
+            (self.deepspeed.zero_stage in (0, 1, 2, 3), "deepspeed.zero_stage must be 0, 1, 2 or 3"),
+            (self.data.batch_tokens > 0, "data.batch_tokens must be > 0"),
+            (self.run.grad_accum >= 1, "run.grad_accum must be >= 1"),
+            ((self.run.max_steps or 1) >= 1 and (self.run.max_epochs or 1) >= 1, "run.max_steps / run.max_epochs must be >= 1"),
+            (min(self.run.log_interval, self.run.valid_interval, self.run.save_interval) >= 1, "run.*_interval must be >= 1"),
+            (self.run.keep_last_n >= 1, "run.keep_last_n must be >= 1 (resume needs the latest checkpoint)"),
+            (self.run.keep_best_k >= 0, "run.keep_best_k must be >= 0"),
+            (self.run.nonfinite_patience >= 1, "run.nonfinite_patience must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        return self
+
+
+# --- dict <-> dataclass ---------------------------------------------------------------
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    """Check (and lightly coerce) one YAML value against a type annotation."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], path)
+    if tp is Any:
+        return value
+    if origin in (dict, Dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
+        _, vt = typing.get_args(tp) or (Any, Any)
+        return {k: _convert(v, vt, f"{path}.{k}") for k, v in value.items()}
+    if origin in (tuple, Tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
+        args = typing.get_args(tp)
+        if origin in (tuple, Tuple) and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{path}: expected {len(args)} values, got {len(value)}")
+            return tuple(_convert(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return type(value)(value)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if tp in (int, float, str, bool) and not (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
+        raise ConfigError(f"{path}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: Any, path: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested mapping; unknown keys raise ConfigError."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        where = [f"{path}.{k}" if path else str(k) for k in unknown]
+        raise ConfigError(f"unknown config key(s) {', '.join(where)}; known at this level: {', '.join(sorted(fields))}")
+    kwargs = {k: _convert(v, hints[k], f"{path}.{k}" if path else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def load_config(path: Optional[str | Path], overrides: Optional[Dict[str, Any]] = None) -> TrainConfig:
+    """Read a YAML training config (None = all defaults), apply dotted overrides, validate."""
+    data: Dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"training config {path} does not exist")
+        data = yaml.safe_load(path.read_text()) or {}
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return from_dict(TrainConfig, data).validate()
+
+
+def to_dict(config: TrainConfig) -> Dict[str, Any]:
+    def plain(x: Any) -> Any:
+        if isinstance(x, tuple):
+            return [plain(v) for v in x]
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [plain(v) for v in x]
+        return x
+
+    return plain(asdict(config))
+
+
+def dump_config(config: TrainConfig, path: str | Path) -> None:
+    """Write the resolved config (every default filled in) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    tmp.replace(path)
