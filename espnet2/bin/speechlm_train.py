@@ -97,6 +97,21 @@ def build_model(cfg, vocab):
     return build_speechlm(m.arch, m.body, dict(m.body_conf), vocab.size, vocab.max_streams, **m.arch_conf)
 
 
+def model_assets(dataset, output_dir: Path) -> Dict[str, Path]:
+    """Tokenizer dirs and task templates of the training data, to ship inside the model folder."""
+    assets: Dict[str, Path] = {}
+    tdir = Path(output_dir) / "templates"
+    tdir.mkdir(parents=True, exist_ok=True)
+    for m in dataset.manifests:
+        for name, info in m.meta["tokenizers"].items():
+            if info.get("dir") and Path(info["dir"]).is_dir():
+                assets[f"tokenizers/{name}"] = Path(info["dir"])
+        path = tdir / f"{m.task}.yaml"
+        path.write_text(yaml.safe_dump(m.template.to_dict(), sort_keys=False))
+        assets[f"templates/{m.task}.yaml"] = path
+    return assets
+
+
 def train(args: argparse.Namespace) -> Dict[str, Any]:
     """Runs on every rank inside an initialised process group."""
     from espnet2.speechlm.train import distributed as D
@@ -122,7 +137,8 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
     if D.is_main() and not args.no_export:
         state, used = select_weights(trainer.ckpt, cfg.run.keep_best_k)
         out = export_model(args.output_dir / "model", lambda: build_model(cfg, vocab), state,
-                           vocab_json_path(args.vocab), extra={"averaged_checkpoints": used, "train_config": to_dict(cfg)})
+                           vocab_json_path(args.vocab), extra={"averaged_checkpoints": used, "train_config": to_dict(cfg)},
+                           assets=model_assets(train_data.dataset, args.output_dir))
         summary["exported"] = str(out)
         log.info("exported %s (average of %s)", out, ", ".join(used))
     D.barrier()

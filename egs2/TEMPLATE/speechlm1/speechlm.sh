@@ -60,23 +60,29 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-TEMPLATE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+TEMPLATE="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"  # recipes link to this file
 [ -n "${task}" ] && tasks="${task}"
 [ -n "${test_tasks}" ] || test_tasks="${tasks}"
 [ -n "${score_config_dir}" ] || score_config_dir="${TEMPLATE}/conf/score"
 [ -n "${tag}" ] || tag="$(basename "${train_config}" .yaml)"
 exp="${expdir}/speechlm_${data_name}_${tag}"
-marks="${exp}/.done"
-mkdir -p "${marks}"
+# data-level outputs (tokenizers, vocabulary) are shared by every experiment on this dump
+tokdir="${dumpdir}/tokenizers"
+vocabdir="${dumpdir}/vocab"
+data_marks="${dumpdir}/.done"   # stages 1-7
+exp_marks="${exp}/.done"        # stages 8-12
+mkdir -p "${data_marks}" "${exp_marks}"
 task_dir_opt=""; [ -d "${task_dir}" ] && task_dir_opt="--task_dir ${task_dir}"
 
 # name of a task's dump dir: a YAML path becomes its file stem
 task_key() { basename "$1" .yaml; }
+marks_of() { case "$1" in stage[1-7]*) echo "${data_marks}" ;; *) echo "${exp_marks}" ;; esac; }
 done_or_run() {  # done_or_run <marker> <description>: returns 0 if the step still has to run
-    if [ -f "${marks}/$1" ]; then log "skip $2 (done; rm ${marks}/$1 to redo)"; return 1; fi
+    local m; m="$(marks_of "$1")/$1"
+    if [ -f "${m}" ]; then log "skip $2 (done; rm ${m} to redo)"; return 1; fi
     return 0
 }
-mark() { touch "${marks}/$1"; }
+mark() { touch "$(marks_of "$1")/$1"; }
 run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
 
 all_sets="${train_set} ${valid_set} ${test_sets}"
@@ -102,7 +108,7 @@ if run_stage 3 && done_or_run stage3 "stage 3: tokenizer training"; then
     log "stage 3: tokenizer training on ${dumpdir}/audio/${train_set}"
     # shellcheck disable=SC2086
     ${python} -m espnet2.bin.speechlm_prepare train_tokenizers --data_dir "${dumpdir}/audio/${train_set}" \
-        --tasks ${tasks} --tokenizer_config "${tokenizer_config}" --tokenizer_dir "${exp}/tokenizers" \
+        --tasks ${tasks} --tokenizer_config "${tokenizer_config}" --tokenizer_dir "${tokdir}" \
         --max_items "${tokenizer_max_items}" ${task_dir_opt}
     mark stage3
 fi
@@ -115,7 +121,7 @@ if run_stage 5; then
             log "stage 5: tokenization ${key} ${dset}"
             # shellcheck disable=SC2086
             ${python} -m espnet2.bin.speechlm_prepare tokenize --task "${t}" --data_dir "${dumpdir}/audio/${dset}" \
-                --tokenizer_config "${tokenizer_config}" --tokenizer_dir "${exp}/tokenizers" \
+                --tokenizer_config "${tokenizer_config}" --tokenizer_dir "${tokdir}" \
                 --out_dir "${dumpdir}/${key}/${dset}" --nj "${nj}" --max_seconds "${max_seconds}" ${task_dir_opt}
             mark "stage5_${key}_${dset}"
         done
@@ -127,9 +133,9 @@ data_jsons() {  # data_jsons <set>: every task's data.json of a set
 }
 
 if run_stage 6 && done_or_run stage6 "stage 6: joint vocabulary"; then
-    log "stage 6: joint vocabulary -> ${exp}/vocab"
+    log "stage 6: joint vocabulary -> ${vocabdir}"
     # shellcheck disable=SC2046
-    ${python} -m espnet2.bin.speechlm_prepare vocab --data_json $(data_jsons "${train_set}") --out_dir "${exp}/vocab"
+    ${python} -m espnet2.bin.speechlm_prepare vocab --data_json $(data_jsons "${train_set}") --out_dir "${vocabdir}"
     mark stage6
 fi
 
@@ -146,7 +152,7 @@ if run_stage 8 && done_or_run stage8 "stage 8: training"; then
     # shellcheck disable=SC2046
     ${python} -m espnet2.bin.speechlm_train --train_config "${train_config}" \
         --train_data_json $(data_jsons "${train_set}") --valid_data_json $(data_jsons "${valid_set}") \
-        --vocab "${exp}/vocab/vocab.json" --output_dir "${exp}/train" --ngpu "${ngpu}" --num_procs "${num_procs}"
+        --vocab "${vocabdir}/vocab.json" --output_dir "${exp}/train" --ngpu "${ngpu}" --num_procs "${num_procs}"
     mark stage8
 fi
 
@@ -168,9 +174,12 @@ if run_stage 10; then
     for t in ${test_tasks}; do
         for dset in ${test_sets}; do
             key="$(task_key "${t}")"
-            score_conf="conf/score/${key}.yaml"
-            [ -f "${score_conf}" ] || score_conf="${score_config_dir}/${key}.yaml"
-            [ -f "${score_conf}" ] || { log "stage 10: no score config for ${key}; skipped"; continue; }
+            # the recipe's own config first, then the template's; a variant (tts_spkid) falls back to its base (tts)
+            score_conf=""
+            for c in "conf/score/${key}.yaml" "${score_config_dir}/${key}.yaml" "${score_config_dir}/${key%%_*}.yaml"; do
+                if [ -f "${c}" ]; then score_conf="${c}"; break; fi
+            done
+            [ -n "${score_conf}" ] || { log "stage 10: no score config for ${key}; skipped"; continue; }
             log "stage 10: scoring ${key} ${dset} with ${score_conf}"
             ${python} -m espnet2.bin.speechlm_score --score_config "${score_conf}" \
                 --hyp_dir "${exp}/decode/${key}_${dset}" --ref_dir "${dumpdir}/audio/${dset}" \
@@ -198,7 +207,7 @@ if run_stage 12; then
     log "stage 12: pack tokenized dataset -> ${exp}/dataset"
     # shellcheck disable=SC2046
     ${python} -m espnet2.bin.speechlm_hub pack_dataset --data_json $(for s in ${all_sets}; do data_jsons "${s}"; done) \
-        --vocab_dir "${exp}/vocab" --out_dir "${exp}/dataset"
+        --vocab_dir "${vocabdir}" --out_dir "${exp}/dataset"
     if [ -n "${hf_dataset_repo}" ]; then
         log "stage 12: upload ${exp}/dataset -> ${hf_dataset_repo}"
         ${python} -m espnet2.bin.speechlm_hub upload_dataset "${exp}/dataset" "${hf_dataset_repo}"

@@ -41,8 +41,13 @@ def export_model(
     state: Dict[str, torch.Tensor],
     vocab_json: Optional[str | Path] = None,
     extra: Optional[Dict[str, Any]] = None,
+    assets: Optional[Dict[str, Path]] = None,
 ) -> Path:
-    """Load ``state`` into a fresh model and write the inference folder ``out_dir``."""
+    """Load ``state`` into a fresh model and write the inference folder ``out_dir``.
+
+    ``assets`` maps a relative path in the folder to a file or dir copied there (the
+    tokenizers and task templates), so the folder is self-contained for inference and the hub.
+    """
     out = Path(out_dir)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -55,6 +60,13 @@ def export_model(
     if vocab_json is not None:
         shutil.copy(vocab_json, tmp / "vocab.json")
         extra["vocab"] = "vocab.json"
+    for rel, src in (assets or {}).items():
+        dst = tmp / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if Path(src).is_dir():
+            shutil.copytree(src, dst)
+        else:
+            shutil.copy(src, dst)
     try:
         from espnet2.speechlm.models import save_pretrained
     except ImportError:
