@@ -101,6 +101,8 @@ def run(args: argparse.Namespace) -> None:
     info = manifest.meta["tokenizers"][target]
     tokenizer = find_tokenizer(target, info, Path(args.model_dir))
     modality = ModalityTable.from_vocab(vocab, model.vocab_size, model.n_streams)
+    if len(manifest.template.targets) == 1:  # the target item, then <sos/eos>: nothing else may open
+        modality = modality.final_target(vocab, target)
     order = sorted(range(len(dataset)), key=lambda i: int(dataset.lengths[i]))
     if logprob:
         for i in tqdm(order, desc="logprob", unit="utt"):

@@ -59,6 +59,17 @@ class ModalityTable:
         return ModalityTable(*(t.to(device) for t in (self.stream0, self.streamk, self.token_range,
                                                        self.indicator_range)))
 
+    def final_target(self, vocab: JointVocabulary, name: str) -> "ModalityTable":
+        """A copy in which tokenizer `name`, once opened, can only continue or end (no switching).
+
+        For the last target of a template: its continuation is that item and <sos/eos>, so
+        indicators that would open another modality are masked too.
+        """
+        stream0 = self.stream0.clone()
+        r = [rng.name for rng in vocab.ranges].index(name)
+        stream0[r, list(vocab.indicators.values())] = False
+        return ModalityTable(stream0, self.streamk, self.token_range, self.indicator_range)
+
     @property
     def none_index(self) -> int:
         return self.stream0.shape[0] - 1

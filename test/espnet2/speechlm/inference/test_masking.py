@@ -31,3 +31,16 @@ def test_initial_modality_is_latest_indicator(vocab):
     prefix, lengths = prompts(vocab, target="text")
     assert t.initial_modality(prefix, lengths).tolist() == [0, 0, 0]
     assert t.initial_modality(prefix[:, :1], torch.ones(3, dtype=torch.long)).tolist() == [t.none_index] * 3
+
+
+def test_final_target_cannot_switch_modality(vocab):
+    table = ModalityTable.from_vocab(vocab)
+    final = table.final_target(vocab, "text")
+    r_text = [r.name for r in vocab.ranges].index("text")
+    indicators = list(vocab.indicators.values())
+    assert table.stream0[r_text, indicators].all()
+    assert not final.stream0[r_text, indicators].any()
+    lo, hi = vocab.range("text").stream_range(0)
+    assert final.stream0[r_text, lo:hi].all() and final.stream0[r_text, SOS_EOS]
+    r_codec = [r.name for r in vocab.ranges].index("codec")
+    assert final.stream0[r_codec, indicators].all()  # other modalities unchanged
