@@ -34,7 +34,9 @@ def run_stages(recipe: Path, *extra: str) -> subprocess.CompletedProcess:
         "--test_sets", "test", "--tokenizer_config", "conf/tokenizers_tiny.yaml",
         "--train_config", "conf/train_tiny.yaml", "--inference_config", "conf/decode.yaml",
         "--local_data_opts", "--num_train 24 --num_valid 4 --num_test 4 --nj 2", "--nj", "1",
-        "--tokenizer_max_items", "50", *extra,
+        "--tokenizer_max_items", "50",
+        "--prep_cmd", "env", "--prep_jobs", "2",  # the cluster path, with `env` as a stand-in launcher
+        *extra,
     ]
     return subprocess.run(cmd, cwd=recipe, env=env, capture_output=True, text=True, timeout=900)
 

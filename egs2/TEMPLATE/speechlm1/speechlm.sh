@@ -18,6 +18,8 @@ log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*" >
 stage=1                 # first stage to run
 stop_stage=12           # last stage to run
 nj=2                    # parallel jobs for data preparation
+prep_cmd=""             # tokenization on a cluster: a launcher prefix, e.g. "srun -c 4 --mem 16G"; empty: local
+prep_jobs=4             # with prep_cmd: separate jobs, each tokenizing every prep_jobs-th shard
 python=python           # python interpreter
 data_name=data          # corpus name, used in the experiment and hub names
 task=""                 # one task (shortcut for --tasks)
@@ -119,6 +121,16 @@ if run_stage 5; then
             key="$(task_key "${t}")"
             done_or_run "stage5_${key}_${dset}" "stage 5: tokenize ${key}/${dset}" || continue
             log "stage 5: tokenization ${key} ${dset}"
+            if [ -n "${prep_cmd}" ]; then  # shard jobs elsewhere; the local call below only merges (and redoes failures)
+                for j in $(seq 0 $((prep_jobs - 1))); do
+                    # shellcheck disable=SC2086
+                    ${prep_cmd} ${python} -m espnet2.bin.speechlm_prepare tokenize --task "${t}" \
+                        --data_dir "${dumpdir}/audio/${dset}" --tokenizer_config "${tokenizer_config}" \
+                        --tokenizer_dir "${tokdir}" --out_dir "${dumpdir}/${key}/${dset}" --max_seconds "${max_seconds}" \
+                        --job_index "${j}" --num_jobs "${prep_jobs}" ${task_dir_opt} &
+                done
+                wait || log "stage 5: some shard jobs failed; their shards are redone locally"
+            fi
             # shellcheck disable=SC2086
             ${python} -m espnet2.bin.speechlm_prepare tokenize --task "${t}" --data_dir "${dumpdir}/audio/${dset}" \
                 --tokenizer_config "${tokenizer_config}" --tokenizer_dir "${tokdir}" \

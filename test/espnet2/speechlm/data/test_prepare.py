@@ -138,3 +138,22 @@ def test_stats_writes_lengths(tiny_data_dir, tokenizer_config, tmp_path, capsys)
     expected = [len(v) + 3 for v in text.values()]
     assert stats["num_examples"] == 8 and stats["total_tokens"] == sum(expected)
     assert (stats["min"], stats["max"]) == (min(expected), max(expected))
+
+
+def test_separate_shard_jobs_then_merge_equal_one_run(tiny_data_dir, tokenizer_config, tmp_path):
+    """What `--prep_cmd` does on a cluster: jobs 0..N-1 tokenize their shards, a last call merges."""
+    single = prepare_task("asr", tiny_data_dir, tokenizer_config, tmp_path / "a")
+    tok_dir = tmp_path / "a" / "tokenizers"
+    out = tmp_path / "b" / "asr"
+    args = ["tokenize", "--task", "asr", "--data_dir", tiny_data_dir, "--tokenizer_config", tokenizer_config,
+            "--tokenizer_dir", tok_dir, "--out_dir", out, "--shard_size", 3]
+    for j in range(2):
+        run(*args, "--job_index", j, "--num_jobs", 2)
+        assert not (out / "data.json").exists()  # a job never merges
+    assert sorted(p.name for p in (out / "shards").iterdir()) == ["shard_00000", "shard_00001", "shard_00002"]
+    run(*args)
+    for a in sorted(single.rglob("*")):
+        if a.is_file() and a.name not in ("prepare.yaml", "data.json"):
+            assert (out / a.relative_to(single)).read_bytes() == a.read_bytes(), a
+    m1, m2 = (json.loads((d / "data.json").read_text()) for d in (single, out))
+    assert m1["shards"] == m2["shards"] and m1["num_examples"] == m2["num_examples"] == 8
