@@ -88,7 +88,18 @@ class AbsMultiStreamLM(nn.Module, ABC):
                 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         """seq [B, T, nq] long, weight [B, T, nq] float, lengths [B] -> (loss, stats, weight_sum)."""
 
-    @abstractmethod
-    def generate(self, prefix: torch.Tensor, prefix_lengths: torch.Tensor, search, modality
-                 ) -> List[List[torch.Tensor]]:
-        """prefix [B, T0, nq] right-padded -> per example, nbest continuations [T_i, nq] (no eos)."""
+    def generate(self, prefix: torch.Tensor, prefix_lengths: torch.Tensor, search, modality,
+                 use_cache: bool = True) -> List[List[torch.Tensor]]:
+        """prefix [B, T0, nq] right-padded -> per example, nbest continuations [T_i, nq] (no eos).
+
+        The shared decoding loop drives the architecture through its `new_cache` /
+        `next_frame` hooks; an architecture with another scheme (Vall-E) overrides this.
+        """
+        from espnet2.speechlm.inference.decoding import decode
+
+        was_training = self.training
+        self.eval()
+        try:
+            return decode(self, prefix, prefix_lengths, search, modality, use_cache=use_cache)
+        finally:
+            self.train(was_training)

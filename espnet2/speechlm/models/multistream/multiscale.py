@@ -10,14 +10,11 @@ at the cost of nq small local steps per frame at inference.
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 import torch
 import torch.nn as nn
 
-from espnet2.speechlm.inference.decoding import decode
-from espnet2.speechlm.inference.masking import ModalityTable
-from espnet2.speechlm.inference.search import SearchConfig
 from espnet2.speechlm.models.bodies.builtin import BuiltinBody, BuiltinBodyConfig
 from espnet2.speechlm.models.multistream import MULTISTREAM_LMS
 from espnet2.speechlm.models.multistream.abs_lm import AbsMultiStreamLM
@@ -56,15 +53,6 @@ class MultiScaleLM(AbsMultiStreamLM):
     def next_frame(self, rows, pos, valid, cache) -> "LocalFrame":
         h = self.body(self.embed_rows(rows), pos, valid, cache)[:, -1]  # [N, D]
         return LocalFrame(self, h, use_cache=cache is not None)
-
-    def generate(self, prefix: torch.Tensor, prefix_lengths: torch.Tensor, search: SearchConfig,
-                 modality: ModalityTable, use_cache: bool = True) -> List[List[torch.Tensor]]:
-        was_training = self.training
-        self.eval()
-        try:
-            return decode(self, prefix, prefix_lengths, search, modality, use_cache=use_cache)
-        finally:
-            self.train(was_training)
 
 
 class LocalFrame:

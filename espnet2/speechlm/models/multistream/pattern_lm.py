@@ -8,14 +8,12 @@ context and must carry weight 0 - it is a condition anyway).
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-from espnet2.speechlm.inference.decoding import PrecomputedFrame, decode
-from espnet2.speechlm.inference.masking import ModalityTable
-from espnet2.speechlm.inference.search import SearchConfig
+from espnet2.speechlm.inference.decoding import PrecomputedFrame
 from espnet2.speechlm.models.multistream import MULTISTREAM_LMS
 from espnet2.speechlm.models.multistream.abs_lm import AbsMultiStreamLM
 from espnet2.speechlm.models.multistream.patterns import CodebookPattern, delay_pattern, parallel_pattern
@@ -49,15 +47,6 @@ class PatternLM(AbsMultiStreamLM):
 
     def next_frame(self, rows, pos, valid, cache) -> PrecomputedFrame:
         return PrecomputedFrame(self.next_logits(rows, pos, valid, cache))
-
-    def generate(self, prefix: torch.Tensor, prefix_lengths: torch.Tensor, search: SearchConfig,
-                 modality: ModalityTable, use_cache: bool = True) -> List[List[torch.Tensor]]:
-        was_training = self.training
-        self.eval()
-        try:
-            return decode(self, prefix, prefix_lengths, search, modality, use_cache=use_cache)
-        finally:
-            self.train(was_training)
 
 
 @MULTISTREAM_LMS.register("delay")
