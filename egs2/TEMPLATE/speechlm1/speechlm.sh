@@ -17,9 +17,10 @@ log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*" >
 # ---- options (override on the command line: --name value) ------------------------------------
 stage=1                 # first stage to run
 stop_stage=12           # last stage to run
-nj=2                    # parallel jobs for data preparation
-prep_cmd=""             # tokenization on a cluster: a launcher prefix, e.g. "srun -c 4 --mem 16G"; empty: local
-prep_jobs=4             # with prep_cmd: separate jobs, each tokenizing every prep_jobs-th shard
+nj=2                    # parallel processes for local data preparation (stages 2 and 5)
+prep_cmd=utils/run.sh   # stage 5 launcher in the `${cmd} JOB=1:N LOG COMMAND` form (run.sh: local, slurm.sh: Slurm)
+prep_jobs=""            # stage 5 shard jobs launched by prep_cmd (default: nj); job k tokenizes every k-th shard
+prep_shard_size=1000    # examples per stage 5 shard (the unit of work and of resumption)
 python=python           # python interpreter
 data_name=data          # corpus name, used in the experiment and hub names
 task=""                 # one task (shortcut for --tasks)
@@ -49,7 +50,24 @@ tokenizer_max_items=1000  # items sampled per tokenizer for training (stage 3)
 
 help_message="Usage: $0 --tasks 'asr tts' --train_set train --valid_set valid --test_sets 'test' [options]
 Options (see the comments in $0):
-$(sed -n '/^# ---- options/,/^help_message/p' "$0" | grep -E '^[a-z_]+=' | grep -v '^help_message' | sed 's/^/  --/')"
+$(sed -n '/^# ---- options/,/^help_message/p' "$0" | grep -E '^[a-z_]+=' | grep -v '^help_message' | sed 's/^/  --/')
+
+Stage 5 (tokenization) runs --prep_jobs shard jobs through --prep_cmd, ESPnet's --cmd form:
+  \${prep_cmd} JOB=1:N dump/logs/stage5_<task>_<set>/tokenize.JOB.log <command with JOB>
+then merges them locally (redoing, with --nj processes, any shard not done). Launchers:
+  utils/run.sh [--max_jobs_run M]            background processes on this machine (default)
+  utils/slurm.sh [--partition P --mem 16G --num_threads 4 --time 4:00:00 --max_jobs_run M --gpu N
+                  --account=... (other sbatch options as --name=value)]   one Slurm job array
+  \"\"                                         no jobs: one local process pool of --nj processes
+Any other command (e.g. \"srun -c 4\", the older launcher-prefix form) is put in front of each
+job's command under utils/run.sh. A recipe's cmd.sh, sourced before the options are read,
+sets the recipe's default (prep_cmd=...); the command line wins over it."
+
+# the recipe's launcher choice (ESPnet's cmd.sh): a default that --prep_cmd on the command line overrides
+if [ -f ./cmd.sh ]; then
+    # shellcheck disable=SC1091
+    . ./cmd.sh
+fi
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -67,6 +85,17 @@ TEMPLATE="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"  # rec
 [ -n "${test_tasks}" ] || test_tasks="${tasks}"
 [ -n "${score_config_dir}" ] || score_config_dir="${TEMPLATE}/conf/score"
 [ -n "${tag}" ] || tag="$(basename "${train_config}" .yaml)"
+[ -n "${prep_jobs}" ] || prep_jobs="${nj}"
+# --prep_cmd: a launcher (*.sh, *.pl) takes JOB=1:N LOG COMMAND; anything else is the older
+# prefix form ("srun -c 4"), put in front of each job's command under utils/run.sh
+prep_prefix=""
+case "${prep_cmd%% *}" in
+    ""|*.sh|*.pl) ;;
+    *) prep_prefix="${prep_cmd}"; prep_cmd="utils/run.sh" ;;
+esac
+case "${prep_cmd}" in  # launchers under utils/ come with the template: recipes need no utils/ link
+    utils/*) [ -e "${prep_cmd%% *}" ] || prep_cmd="${TEMPLATE}/${prep_cmd}" ;;
+esac
 exp="${expdir}/speechlm_${data_name}_${tag}"
 # data-level outputs (tokenizers, vocabulary) are shared by every experiment on this dump
 tokdir="${dumpdir}/tokenizers"
@@ -120,21 +149,27 @@ if run_stage 5; then
         for dset in ${all_sets}; do
             key="$(task_key "${t}")"
             done_or_run "stage5_${key}_${dset}" "stage 5: tokenize ${key}/${dset}" || continue
-            log "stage 5: tokenization ${key} ${dset}"
-            if [ -n "${prep_cmd}" ]; then  # shard jobs elsewhere; the local call below only merges (and redoes failures)
-                for j in $(seq 0 $((prep_jobs - 1))); do
-                    # shellcheck disable=SC2086
-                    ${prep_cmd} ${python} -m espnet2.bin.speechlm_prepare tokenize --task "${t}" \
-                        --data_dir "${dumpdir}/audio/${dset}" --tokenizer_config "${tokenizer_config}" \
-                        --tokenizer_dir "${tokdir}" --out_dir "${dumpdir}/${key}/${dset}" --max_seconds "${max_seconds}" \
-                        --job_index "${j}" --num_jobs "${prep_jobs}" ${task_dir_opt} &
-                done
-                wait || log "stage 5: some shard jobs failed; their shards are redone locally"
+            out="${dumpdir}/${key}/${dset}"
+            tok_args=(--task "${t}" --data_dir "${dumpdir}/audio/${dset}" --tokenizer_config "${tokenizer_config}"
+                      --tokenizer_dir "${tokdir}" --out_dir "${out}" --max_seconds "${max_seconds}"
+                      --shard_size "${prep_shard_size}")
+            # no more jobs than shards (ids counted in wav.scp and text); one local job is left to the merge call
+            jobs="${prep_jobs}"
+            n_ids=$(cd "${dumpdir}/audio/${dset}" && cat $(ls wav.scp text 2>/dev/null) </dev/null | cut -d' ' -f1 | sort -u | wc -l)
+            shards=$(( (n_ids + prep_shard_size - 1) / prep_shard_size ))
+            [ "${n_ids}" -gt 0 ] && [ "${shards}" -lt "${jobs}" ] && jobs="${shards}"
+            if [ -n "${prep_cmd}" ] && { [ "${jobs}" -gt 1 ] || [ -n "${prep_prefix}" ] || [[ "${prep_cmd%% *}" != *utils/run.sh ]]; }; then
+                logdir="${dumpdir}/logs/stage5_${key}_${dset}"
+                log "stage 5: tokenization ${key} ${dset}: ${jobs} jobs with ${prep_cmd} (logs: ${logdir})"
+                # shellcheck disable=SC2086,SC2016
+                ${prep_cmd} JOB=1:"${jobs}" "${logdir}/tokenize.JOB.log" ${prep_prefix} \
+                    ${python} -m espnet2.bin.speechlm_prepare tokenize "${tok_args[@]}" \
+                    --job_index '$((JOB-1))' --num_jobs "${jobs}" ${task_dir_opt} ||
+                    { log "stage 5: shard jobs of ${key}/${dset} failed (logs named above); a re-run redoes only the unfinished shards"; exit 1; }
             fi
+            log "stage 5: tokenization ${key} ${dset}: merge (and any shard not done, with --nj ${nj})"
             # shellcheck disable=SC2086
-            ${python} -m espnet2.bin.speechlm_prepare tokenize --task "${t}" --data_dir "${dumpdir}/audio/${dset}" \
-                --tokenizer_config "${tokenizer_config}" --tokenizer_dir "${tokdir}" \
-                --out_dir "${dumpdir}/${key}/${dset}" --nj "${nj}" --max_seconds "${max_seconds}" ${task_dir_opt}
+            ${python} -m espnet2.bin.speechlm_prepare tokenize "${tok_args[@]}" --nj "${nj}" ${task_dir_opt}
             mark "stage5_${key}_${dset}"
         done
     done

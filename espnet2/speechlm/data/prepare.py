@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing as mp
+import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -189,8 +191,8 @@ def tokenize_shard(job: PrepareJob, index: int, ids: List[str], tables: Dict[str
                     ok_ids.append(i)
                 except ItemError as e:
                     skips.append(Skip(i, str(job.data_dir / it.name), entry.line, str(e)))
-            arrays = tok.tokenize(raw) if raw else []
-            per_item.append(dict(zip(ok_ids, arrays)))
+            per_item.append(_tokenize_batch(tok, it.tokenizer, raw, ok_ids, lambda i, msg, it=it: skips.append(
+                Skip(i, str(job.data_dir / it.name), tables[it.name][i].line, msg))))
         bad = {s.example_id for s in skips}
         for i in batch:
             if i in bad:
@@ -205,6 +207,24 @@ def tokenize_shard(job: PrepareJob, index: int, ids: List[str], tables: Dict[str
             tokens[i] = arrays
     _write_shard(final, [i for i in ids if i in tokens], tokens, len(items), skips)
     return len(tokens)
+
+
+def _tokenize_batch(tok, name: str, raw: list, ids: List[str], skip) -> Dict[str, np.ndarray]:
+    """Tokenize a batch; if the tokenizer rejects it (ValueError), retry one by one so a bad
+    item (an unknown note, NaN audio, ...) is skipped with its reason instead of failing the shard."""
+    if not raw:
+        return {}
+    try:
+        return dict(zip(ids, tok.tokenize(raw)))
+    except ValueError:
+        pass
+    out = {}
+    for i, item in zip(ids, raw):
+        try:
+            out[i] = tok.tokenize([item])[0]
+        except ValueError as e:
+            skip(i, f"tokenizer {name}: {e}")
+    return out
 
 
 def _write_shard(final: Path, kept: List[str], tokens, n_items: int, skips: List[Skip]) -> None:
@@ -254,9 +274,19 @@ def run_shards(job: PrepareJob, shards: List[List[str]], tables: Dict[str, Dict[
 
 
 def _worker_init() -> None:
-    import torch
+    """One compute thread per worker (nj workers share the cores).
 
-    torch.set_num_threads(1)
+    Through the environment (read by torch and BLAS when they load) and threadpoolctl (for the
+    BLAS numpy already loaded), not by importing torch: that cost every worker ~200 MB and
+    seconds of start-up even for tasks whose tokenizers never use torch (bench/bench_prepare.py).
+    """
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 def merge(job: PrepareJob, shards: List[List[str]], plan_skips: List[Skip]) -> dict:

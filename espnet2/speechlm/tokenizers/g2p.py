@@ -12,12 +12,15 @@ Symbols (each a local id; the inventory is trained from the training text):
     stress marks "ˈ" / "ˌ" as their own tokens (stress="separate", default),
     attached to the next phone (stress="attach") or removed (stress="drop"),
     " " between words and "|" between clauses.
-Phones never seen in training map to `<unk>` = local id 0.
+Phones never seen in training map to `<unk>` = local id 0. espeak-ng's
+language-switch flags (`(en)` ... `(fr)` around an English loanword in French
+text) are dropped: they are not phones (the loanword's phones are kept).
 There is no decoder: phones -> text is not invertible.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -31,6 +34,7 @@ from espnet2.speechlm.tokenizers.label import Inventory, check_str
 STRESS_MARKS = ("ˈ", "ˌ")
 WORD_SEP, CLAUSE_SEP = " ", "|"
 SENTINEL_TEXT = "qxqxq"
+LANG_FLAG = re.compile(r"\([^()\s]+\)")  # "(en)", "(fr)": espeak-ng switching voice mid-sentence
 FILE = "g2p.json"
 
 
@@ -54,15 +58,16 @@ def run_espeak(lines: Sequence[str], language: str) -> list[str]:
 def split_phones(clause_lines: Sequence[str], stress: str) -> list[str]:
     """espeak output lines of one item -> symbol list, e.g. ['h', 'ə', 'l', 'ˈ', 'oʊ', ' ', ...]."""
     out: list[str] = []
-    for clause in (c.strip() for c in clause_lines):
-        if not clause:
+    for clause in clause_lines:
+        words = [w for w in LANG_FLAG.sub("", clause.replace("\u200d", "")).split() if w.strip("_")]
+        if not words:
             continue
         if out:
             out.append(CLAUSE_SEP)
-        for w, word in enumerate(clause.split()):
+        for w, word in enumerate(words):
             if w:
                 out.append(WORD_SEP)
-            for ph in word.replace("\u200d", "").split("_"):
+            for ph in word.split("_"):
                 if not ph:
                     continue
                 marks = "".join(c for c in ph if c in STRESS_MARKS)

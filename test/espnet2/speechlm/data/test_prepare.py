@@ -157,3 +157,28 @@ def test_separate_shard_jobs_then_merge_equal_one_run(tiny_data_dir, tokenizer_c
             assert (out / a.relative_to(single)).read_bytes() == a.read_bytes(), a
     m1, m2 = (json.loads((d / "data.json").read_text()) for d in (single, out))
     assert m1["shards"] == m2["shards"] and m1["num_examples"] == m2["num_examples"] == 8
+
+
+def test_tokenizer_rejecting_one_item_skips_only_that_example(tmp_path):
+    """A ValueError from the tokenizer (here an unknown pitch) drops that example into the
+    skip report; the rest of its batch and shard are kept."""
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = ["a C4:0.50:la D4:0.25:li", "b H4:0.50:la", "c rest:0.50 E4:1.00:lu"]
+    (data / "text").write_text("\n".join(lines) + "\n")
+    tok_conf = tmp_path / "tok.yaml"
+    tok_conf.write_text("text: {type: music_score}\n")
+    tok_dir = tmp_path / "tokenizers"
+    out = tmp_path / "dump"
+    # the tokenizer is trained on clean scores (its training would reject the bad one too)
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    (clean / "text").write_text(lines[0] + "\n" + lines[2] + "\n")
+    run("train_tokenizers", "--data_dir", clean, "--tasks", "textlm", "--tokenizer_config", tok_conf,
+        "--tokenizer_dir", tok_dir)
+    run("tokenize", "--task", "textlm", "--data_dir", data, "--tokenizer_config", tok_conf,
+        "--tokenizer_dir", tok_dir, "--out_dir", out, "--shard_size", 8)
+    meta = json.loads((out / "data.json").read_text())
+    assert meta["num_examples"] == 2 and meta["num_skipped"] == 1
+    report = "".join(p.read_text() for p in out.rglob("skipped*.txt"))
+    assert "b" in report.split() and "unknown pitch" in report and "text:2" in report.replace(str(data) + "/", "")
