@@ -12,6 +12,15 @@ Examples::
     python -m espnet2.bin.speechlm_train --ngpu 0 --num_procs 2 ...
     python -m espnet2.bin.speechlm_train --ngpu 4 ...
 
+    # several machines (DeepSpeed hostfile: "node1 slots=8" per line); run on the first one
+    python -m espnet2.bin.speechlm_train --ngpu 8 --hostfile hostfile --master_port 29500 ...
+    # or the same command on every machine (e.g. srun), torchrun per node
+    python -m espnet2.bin.speechlm_train --ngpu 8 --hostfile hostfile --launcher torchrun --node_rank $SLURM_NODEID ...
+
+    # preference optimisation: pairs prepared with a chosen + rejected template (data/pairs.py)
+    python -m espnet2.bin.speechlm_train --set train.objective=dpo --set train.init=exp/lm/model \
+        --train_data_json dump/tts_pref/train/data.json ...
+
 A run continues from ``output_dir/checkpoints/latest`` when one exists (``--resume false``
 refuses to touch such a directory). At the end ``output_dir/model/`` holds the inference
 model (average of the best checkpoints), loadable with
@@ -56,6 +65,15 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config entry, e.g. --set run.max_steps=100 (value parsed as YAML)")
     p.add_argument("--no_export", action="store_true", help="skip writing output_dir/model at the end")
+    g = p.add_argument_group("several machines")
+    g.add_argument("--hostfile", type=Path, default=None,
+                   help="DeepSpeed hostfile ('HOST slots=N' per line): train on every host listed")
+    g.add_argument("--launcher", choices=["deepspeed", "torchrun"], default="deepspeed",
+                   help="deepspeed: run once, ssh (pdsh) starts every host; torchrun: run on every host")
+    g.add_argument("--master_addr", default=None, help="rendezvous host (default: the hostfile's first host)")
+    g.add_argument("--master_port", type=int, default=29500)
+    g.add_argument("--node_rank", type=int, default=None,
+                   help="this host's index in the hostfile (--launcher torchrun; default $NODE_RANK / $SLURM_NODEID)")
     return p
 
 
@@ -77,24 +95,29 @@ def vocab_json_path(vocab: Path) -> Path:
 
 def build_data(args_jsons: List[str], vocab, cfg, shuffle: bool, valid: bool):
     from espnet2.speechlm.data.dataset import SpeechLMDataset, TokenBatchSampler, collate, parse_data_arg
+    from espnet2.speechlm.data.pairs import PreferenceDataset, collate_pairs
     from espnet2.speechlm.train import distributed as D
     from espnet2.speechlm.train.trainer import DataBundle
 
     pairs = [parse_data_arg(a) for a in args_jsons]
     paths, ratios = [p for p, _ in pairs], [r if not valid else 1.0 for _, r in pairs]
     loss_weights = cfg.data.loss_weights or None
-    dataset = SpeechLMDataset(paths, vocab, loss_weights=loss_weights, max_len=cfg.data.max_len)
+    dpo = cfg.train.objective == "dpo"  # preference pairs (chosen + rejected targets) instead of sequences
+    dataset = (PreferenceDataset if dpo else SpeechLMDataset)(paths, vocab, loss_weights=loss_weights,
+                                                              max_len=cfg.data.max_len)
     batch_tokens = (cfg.data.valid_batch_tokens or cfg.data.batch_tokens) if valid else cfg.data.batch_tokens
     sampler = TokenBatchSampler(dataset.lengths, dataset.sources, ratios, batch_tokens, seed=cfg.run.seed,
                                 shuffle=shuffle, num_replicas=D.world_size(), rank=D.rank())
-    return DataBundle(dataset, sampler, collate)
+    return DataBundle(dataset, sampler, collate_pairs if dpo else collate)
 
 
 def build_model(cfg, vocab):
-    from espnet2.speechlm.models import build_speechlm
+    from espnet2.speechlm.models import build_speechlm, vocab_build_args
 
     m = cfg.model
-    return build_speechlm(m.arch, m.body, dict(m.body_conf), vocab.size, vocab.max_streams, **m.arch_conf)
+    from_vocab = vocab_build_args(vocab, m.text_tokenizer, m.restrict_heads and "head_ranges" not in m.arch_conf)
+    return build_speechlm(m.arch, m.body, dict(m.body_conf), vocab.size, vocab.max_streams, **from_vocab,
+                          **m.arch_conf)
 
 
 def model_assets(dataset, output_dir: Path) -> Dict[str, Path]:
@@ -107,7 +130,8 @@ def model_assets(dataset, output_dir: Path) -> Dict[str, Path]:
             if info.get("dir") and Path(info["dir"]).is_dir():
                 assets[f"tokenizers/{name}"] = Path(info["dir"])
         path = tdir / f"{m.task}.yaml"
-        path.write_text(yaml.safe_dump(m.template.to_dict(), sort_keys=False))
+        template = getattr(m, "lm_template", m.template)  # preference data: the task without rejected items
+        path.write_text(yaml.safe_dump(template.to_dict(), sort_keys=False))
         assets[f"templates/{m.task}.yaml"] = path
     return assets
 
@@ -153,6 +177,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     load_config(args.train_config, parse_overrides(args.overrides, args.seed))  # fail fast, before any launch
     use_cuda = args.ngpu > 0
     nproc = args.ngpu if use_cuda else args.num_procs
+    if args.hostfile is not None and not D.launched_by_launcher():
+        from espnet2.speechlm.train.launch import launch_multi_node, multi_node_command, parse_hostfile
+
+        cmd = multi_node_command(args.launcher, args.hostfile, "espnet2.bin.speechlm_train",
+                                 list(argv if argv is not None else sys.argv[1:]), args.master_addr,
+                                 args.master_port, args.node_rank)
+        print("launching: " + " ".join(cmd), file=sys.stderr, flush=True)
+        return launch_multi_node(cmd, use_cuda, max(parse_hostfile(args.hostfile).values()))
     if nproc > 1 and not D.launched_by_launcher():
         from espnet2.speechlm.train.launch import launch
 

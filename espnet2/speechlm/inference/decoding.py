@@ -14,12 +14,16 @@ KV cache) as soon as their example is done.
 Lengths are counted in continuation frames, eos excluded: eos is masked before
 `min_new` frames and forced at frame `max_new`; an example is done once every stream of
 the frames before eos has been emitted (eos frame + max shift).
+
+Heads. A frame scorer returns logits over the columns of each stream's head (all V ids,
+or the ids of a restricted head, `model.head_ids(k)`); masks and search run on those
+columns and only the chosen tokens are mapped back to global ids.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import torch
 
@@ -89,8 +93,9 @@ def decode(model, prefix: torch.Tensor, prefix_lengths: torch.Tensor, search: Se
     Returns, per example, up to nbest tensors [T_i, nq] (undelayed, eos excluded).
     `model` must provide `pattern` (with `shifts`, `build`), `new_cache(batch, max_len)`
     and `next_frame(rows, pos, valid, cache)` returning a frame scorer with
-    `stream_logits(k, prev [N, k]) -> [N, V]` (prev: tokens already chosen in this row)
-    and `select(idx)` (see `PrecomputedFrame`).
+    `stream_logits(k, prev [N, k]) -> [N, V_k]` (prev: global ids already chosen in this
+    row) and `select(idx)` (see `PrecomputedFrame`); optionally `head_ids(k)` (the global id
+    of each of the V_k columns, None = all V ids in order).
     """
     device = prefix.device
     shifts = list(model.pattern.shifts)
@@ -99,6 +104,9 @@ def decode(model, prefix: torch.Tensor, prefix_lengths: torch.Tensor, search: Se
     B = prefix.shape[0]
     L = prefix_lengths.to(device).long()
     table = table.to(device)
+    head_ids = getattr(model, "head_ids", lambda k: None)
+    heads = table.for_heads([head_ids(k) for k in range(nq)])
+    eos0 = int(heads.column0(torch.tensor([SOS_EOS], device=device)))
     strategy = SEARCHES.get(search.method)(search, device)
     W = strategy.width
 
@@ -133,11 +141,12 @@ def decode(model, prefix: torch.Tensor, prefix_lengths: torch.Tensor, search: Se
         ended = rows.eos_at < j
         forced0 = torch.full_like(rows.eos_at, -1)
         forced0 = forced0.masked_fill(j >= rows.max_new, SOS_EOS).masked_fill(ended, PAD)
-        mask0 = table.stream0_mask(rows.modality).clone()  # [N, V]
-        mask0[:, SOS_EOS] &= j >= rows.min_new
-        logits0 = frame.stream_logits(0, forced0.new_zeros(forced0.shape[0], 0))  # [N, V]; no stream chosen yet
-        parent, tok0, score = strategy.choose_first(logits0.masked_fill(~mask0, neg_inf), forced0,
+        mask0 = heads.stream0_mask(rows.modality).clone()  # [N, V_0] head-0 columns
+        mask0[:, eos0] &= j >= rows.min_new
+        logits0 = frame.stream_logits(0, forced0.new_zeros(forced0.shape[0], 0))  # [N, V_0]; no stream chosen yet
+        parent, col0, score = strategy.choose_first(logits0.masked_fill(~mask0, neg_inf), heads.column0(forced0),
                                                     rows.score, ended)
+        tok0 = heads.to_global(0, col0)
         if parent is not None:  # beam: hypotheses were re-ranked / duplicated
             rows, frame = rows.select(parent), frame.select(parent)
             if cache is not None:
@@ -156,9 +165,10 @@ def decode(model, prefix: torch.Tensor, prefix_lengths: torch.Tensor, search: Se
             elif g >= G:
                 tok = torch.full_like(tok0, PAD)
             else:
-                mask = table.stream_mask(rows.frames[:, g, 0], k)  # [N, V]
-                logits = frame.stream_logits(k, torch.stack(row, dim=1))  # [N, V]
-                tok, rows.score = strategy.choose_rest(logits.masked_fill(~mask, neg_inf), rows.score)
+                mask = heads.stream_mask(rows.frames[:, g, 0], k)  # [N, V_k]
+                logits = frame.stream_logits(k, torch.stack(row, dim=1))  # [N, V_k]
+                col, rows.score = strategy.choose_rest(logits.masked_fill(~mask, neg_inf), rows.score)
+                tok = heads.to_global(k, col)
                 rows.frames[:, g, k] = tok
             row.append(tok)
         # ---- retire finished rows, feed the new row -----------------------------------
@@ -179,14 +189,14 @@ def decode(model, prefix: torch.Tensor, prefix_lengths: torch.Tensor, search: Se
 class PrecomputedFrame:
     """Frame scorer for models whose streams are all scored from one hidden state."""
 
-    def __init__(self, logits: torch.Tensor):
-        self.logits = logits  # [N, nq, V]
+    def __init__(self, logits: Sequence[torch.Tensor]):
+        self.logits = list(logits)  # per stream k: [N, V_k] (heads may differ in width)
 
     def stream_logits(self, k: int, prev: torch.Tensor) -> torch.Tensor:
-        return self.logits[:, k]
+        return self.logits[k]
 
     def select(self, idx: torch.Tensor) -> "PrecomputedFrame":
-        return PrecomputedFrame(self.logits[idx])
+        return PrecomputedFrame([x[idx] for x in self.logits])
 
 
 def _feed(model, rows: Hyps, row: torch.Tensor, cache):

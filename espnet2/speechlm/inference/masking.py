@@ -7,12 +7,17 @@ Rules (joint vocabulary layout, see `espnet2.speechlm.vocab`):
     more than k streams, allowed = that tokenizer's stream-k range; otherwise PAD only
     (text frames, indicators, eos and post-eos frames carry PAD in streams >= 1).
 Task tokens, <unk> and foreign ranges are never allowed.
+
+`HeadMasks` views the table through a model's output heads: a restricted head
+(`models.heads`) scores only some ids, so its masks are gathered to its columns and a
+chosen column maps back to a global id. Decoding works on head columns throughout,
+which keeps every [N, V] step tensor as narrow as the head.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import torch
 
@@ -95,3 +100,69 @@ class ModalityTable:
     def stream_mask(self, frame_tok0: torch.Tensor, k: int) -> torch.Tensor:
         """[N] stream-0 token of the frame -> [N, V] allowed ids for stream k >= 1."""
         return self.streamk[self.token_range[frame_tok0], k]
+
+    def continue_only(self, vocab: JointVocabulary, name: str) -> "ModalityTable":
+        """A copy in which stream 0 can only continue tokenizer `name`, whatever is opened.
+
+        For plain continuation (e.g. a text LM prompt without indicators): no indicator,
+        no <sos/eos> (decoding still forces eos at the length cap).
+        """
+        lo, hi = vocab.range(name).stream_range(0)
+        stream0 = torch.zeros_like(self.stream0)
+        stream0[:, lo:hi] = True
+        return ModalityTable(stream0, self.streamk, self.token_range, self.indicator_range)
+
+    def for_heads(self, head_ids: Sequence[Optional[torch.Tensor]]) -> "HeadMasks":
+        return HeadMasks(self, head_ids)
+
+
+class HeadMasks:
+    """The table's masks over each stream's head columns; maps columns <-> global ids.
+
+    head_ids[k]: global id of each column of head k (sorted), or None for a head over
+    all V ids (then every map is the identity and nothing is gathered).
+    """
+
+    def __init__(self, table: ModalityTable, head_ids: Sequence[Optional[torch.Tensor]]):
+        self.table = table
+        self.ids: List[Optional[torch.Tensor]] = [None if i is None else i.to(table.stream0.device) for i in head_ids]
+        V = table.stream0.shape[1]
+        allowed = [table.stream0.any(dim=0)] + [table.streamk[:, k].any(dim=0) for k in range(1, len(self.ids))]
+        for k, ids in enumerate(self.ids):
+            if ids is None:
+                continue
+            if int(ids.max()) >= V:
+                raise ValueError(f"head {k} scores id {int(ids.max())}, the modality table only has {V} ids")
+            in_head = torch.zeros(V, dtype=torch.bool, device=ids.device)
+            in_head[ids] = True
+            must = allowed[k].clone()
+            if k == 0:
+                must[[PAD, SOS_EOS]] = True  # forced after eos / at the length cap
+            missing = (must & ~in_head).nonzero().flatten()
+            if missing.numel():
+                raise ValueError(f"stream {k} may emit ids {missing[:8].tolist()} (modality table) that head {k} "
+                                 f"does not score; the model's head_ranges do not match this vocabulary")
+        ids0 = self.ids[0]
+        self.stream0 = table.stream0 if ids0 is None else table.stream0[:, ids0]  # [R + 1, V_0]
+        self.streamk = [None] + [table.streamk[:, k] if ids is None else table.streamk[:, k][:, ids]
+                                 for k, ids in enumerate(self.ids) if k > 0]  # [R + 1, V_k] each
+        if ids0 is not None:
+            self.col0 = torch.full((V,), -1, dtype=torch.long, device=ids0.device)  # global -> column 0
+            self.col0[ids0] = torch.arange(ids0.numel(), device=ids0.device)
+
+    def stream0_mask(self, modality: torch.Tensor) -> torch.Tensor:
+        """[N] tokenizer index -> [N, V_0] allowed columns of head 0."""
+        return self.stream0[modality]
+
+    def stream_mask(self, frame_tok0: torch.Tensor, k: int) -> torch.Tensor:
+        """[N] stream-0 (global) token of the frame -> [N, V_k] allowed columns of head k >= 1."""
+        return self.streamk[k][self.table.token_range[frame_tok0]]
+
+    def column0(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Global ids (of head 0) -> columns of head 0; negative entries pass through."""
+        if self.ids[0] is None:
+            return tokens
+        return torch.where(tokens >= 0, self.col0[tokens.clamp(min=0)], tokens)
+
+    def to_global(self, k: int, cols: torch.Tensor) -> torch.Tensor:
+        return cols if self.ids[k] is None else self.ids[k][cols]

@@ -2,6 +2,12 @@
 
 Checkpoints are a directory with `model.safetensors` (weights, no pickle) and
 `config.json` holding the builder arguments plus whatever the caller adds.
+
+Two builder options come from the joint vocabulary (`vocab_build_args`):
+  * `head_ranges` (an architecture option): each stream's head scores only the ids
+    that stream can hold (`models.heads`); absent = full heads (older checkpoints).
+  * `text_init`: the text tokenizer's range holds a pretrained LLM's own token ids, and
+    its embedding / output rows are grafted in at build time (`models.text_init`).
 """
 
 from __future__ import annotations
@@ -14,20 +20,46 @@ from typing import Any, Optional
 import torch
 
 from espnet2.speechlm.models.bodies import BODIES
+from espnet2.speechlm.models.heads import vocab_head_ranges
 from espnet2.speechlm.models.multistream import MULTISTREAM_LMS, AbsMultiStreamLM
+from espnet2.speechlm.models.text_init import init_text_rows
 
 FORMAT = "espnet-speechlm-model/1"
 
 
 def build_speechlm(arch: str, body: str, body_conf: dict, vocab_size: int, n_streams: int,
-                   **arch_conf: Any) -> AbsMultiStreamLM:
-    """e.g. build_speechlm("delay", "builtin", {"d_model": 256, "n_layer": 4, ...}, V, 8)."""
+                   text_init: Optional[dict] = None, **arch_conf: Any) -> AbsMultiStreamLM:
+    """e.g. build_speechlm("delay", "builtin", {"d_model": 256, "n_layer": 4, ...}, V, 8).
+
+    text_init: {"offset", "n_tokens"} of the text range that takes the pretrained LLM's
+    embedding and output rows (a body loaded from pretrained weights; see `text_init`).
+    """
     body_cls = BODIES.get(body)
     cfg = body_cls.config_class(**body_conf)
     model = MULTISTREAM_LMS.get(arch)(body_cls(cfg), vocab_size=vocab_size, n_streams=n_streams, **arch_conf)
+    init_text_rows(model, text_init)
     model.build_config = dict(arch=arch, body=body, body_conf=asdict(cfg), vocab_size=vocab_size,
                               n_streams=n_streams, arch_conf=dict(arch_conf))
+    if text_init is not None:
+        model.build_config["text_init"] = dict(text_init)
     return model
+
+
+def vocab_build_args(vocab, text_tokenizer: Optional[str] = None, restrict_heads: bool = True) -> dict:
+    """Builder arguments that come from the joint vocabulary, for `build_speechlm(**...)`.
+
+    restrict_heads: per-stream head ranges (see `models.heads`); text_tokenizer: the
+    name of the single-stream range that holds the pretrained LLM's token ids.
+    """
+    out: dict = {}
+    if restrict_heads:
+        out["head_ranges"] = vocab_head_ranges(vocab)
+    if text_tokenizer:
+        r = vocab.range(text_tokenizer)
+        if r.n_streams != 1:
+            raise ValueError(f"text_tokenizer {text_tokenizer!r} has {r.n_streams} streams; it must be a text range")
+        out["text_init"] = {"offset": r.offset, "n_tokens": r.codebook_size}
+    return out
 
 
 def save_pretrained(model: AbsMultiStreamLM, out_dir, config_dict: Optional[dict] = None) -> Path:
@@ -54,10 +86,10 @@ def load_pretrained(model_dir, device: str | torch.device = "cpu") -> AbsMultiSt
 
     config = load_config(model_dir)
     b = dict(config["model"])
-    if b["body"] == "hf":  # weights come from our checkpoint, not from the hub
+    if b["body"] == "hf":  # weights (and, via hf_config, the architecture) come from our checkpoint
         b["body_conf"] = {**b["body_conf"], "from_pretrained": False}
     model = build_speechlm(b["arch"], b["body"], b["body_conf"], b["vocab_size"], b["n_streams"],
-                           **b["arch_conf"])
+                           text_init=b.get("text_init"), **b["arch_conf"])
     model.build_config = config["model"]
     load_model(model, str(Path(model_dir) / "model.safetensors"), device=str(device))
     model.extra_config = {k: v for k, v in config.items() if k not in ("format", "model")}

@@ -273,6 +273,31 @@ class CheckpointManager:
         return state
 
 
+def weights_file(path: str | Path) -> Path:
+    """The model.safetensors of an exported model dir or a checkpoint dir, or a .safetensors file."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / MODEL_FILE
+    if not p.is_file():
+        raise FileNotFoundError(f"no model weights at {path} (expected an exported model dir, a checkpoint dir "
+                                f"with {MODEL_FILE}, or a .safetensors file)")
+    if p.suffix != ".safetensors":
+        raise ValueError(f"{p}: only .safetensors weights are loaded (pickled files can run code)")
+    return p
+
+
+def load_weights(model: torch.nn.Module, path: str | Path) -> Path:
+    """Load safetensors weights into ``model``; every key must match. Returns the file read."""
+    from safetensors.torch import load_model
+
+    f = weights_file(path)
+    try:
+        load_model(model, str(f), strict=True, device="cpu")
+    except RuntimeError as e:  # names the missing / unexpected keys and shape mismatches
+        raise ValueError(f"{f}: weights do not match the model ({e})") from e
+    return f
+
+
 def average_state_dicts(paths: List[Path]) -> Dict[str, torch.Tensor]:
     """Element-wise mean of model.safetensors files (floating tensors; others from the first)."""
     if not paths:

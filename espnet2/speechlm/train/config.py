@@ -3,9 +3,12 @@
 A YAML file mirrors the dataclass tree::
 
     model:     {arch: delay, body: builtin, body_conf: {...}, arch_conf: {...}}
+    train:     {objective: lm, init: null}          # lm | dpo; init: weights to start from
+    dpo:       {beta: 0.1, ref_model: null}         # only read when train.objective is dpo
     optim:     {lr: 3.0e-4, warmup_steps: 1000, scheduler: cosine, grad_clip: 1.0}
     data:      {batch_tokens: 8192, loss_weights: {codec: 0.0625}}
-    run:       {max_steps: 100000, valid_interval: 2000, save_interval: 2000}
+    run:       {max_steps: 100000, valid_interval: 2000, save_interval: 2000,
+                activation_checkpointing: false, compile: false, liger: auto}
     deepspeed: {zero_stage: 1, bf16: true, extra: {...}}
 
 Unknown keys are an error that names the full path (``optim.lrr``) and the known keys,
@@ -24,6 +27,8 @@ from typing import Any, Dict, Optional, Tuple
 import yaml
 
 SCHEDULERS = ("constant", "warmup_constant", "cosine")
+OBJECTIVES = ("lm", "dpo")
+LIGER_MODES = ("auto", "on", "off")
 
 
 class ConfigError(ValueError):
@@ -38,6 +43,28 @@ class ModelConfig:
     body: str = "builtin"
     body_conf: Dict[str, Any] = field(default_factory=dict)
     arch_conf: Dict[str, Any] = field(default_factory=dict)
+    text_tokenizer: Optional[str] = None  # range holding a pretrained LLM's own ids: graft its rows (hf body)
+    restrict_heads: bool = True  # each stream's head scores only the ids it can hold (false: full heads)
+
+
+@dataclass
+class ObjectiveConfig:
+    """What is optimised (the ``train:`` section)."""
+
+    objective: str = "lm"  # lm: next-token loss on targets | dpo: preference pairs (see ``dpo:``)
+    # Weights the model starts from (not used when resuming): an exported model dir, a
+    # checkpoint dir (checkpoints/step_N) or a .safetensors file. Safetensors only, never pickle.
+    init: Optional[str] = None
+
+
+@dataclass
+class DPOConfig:
+    """Direct preference optimisation (train.objective: dpo)."""
+
+    beta: float = 0.1  # strength of the implicit KL anchor to the reference model
+    # Frozen reference: an exported model dir, a checkpoint dir or a .safetensors file with the
+    # same architecture as the policy; None = a frozen copy of the policy at the start (train.init).
+    ref_model: Optional[str] = None
 
 
 @dataclass
@@ -77,6 +104,10 @@ class RunConfig:
     verify_checksums: bool = True  # sha256 of every checkpoint file, checked on resume
     tensorboard: bool = True
     plot_images: bool = True  # images/curves.png after each validation
+    activation_checkpointing: bool = False  # recompute each body block in backward (less memory, ~1/3 more compute)
+    compile: bool = False  # torch.compile the body blocks before DeepSpeed wraps the model
+    compile_backend: str = "inductor"  # torch.compile backend ("aot_eager" compiles fast, for checks)
+    liger: str = "auto"  # Liger kernels on CUDA: auto (when installed) | on (error when unavailable) | off
 
 
 @dataclass
@@ -89,6 +120,8 @@ class DeepSpeedConfig:
 @dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
+    train: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     run: RunConfig = field(default_factory=RunConfig)
@@ -110,6 +143,10 @@ class TrainConfig:
             (self.run.keep_last_n >= 1, "run.keep_last_n must be >= 1 (resume needs the latest checkpoint)"),
             (self.run.keep_best_k >= 0, "run.keep_best_k must be >= 0"),
             (self.run.nonfinite_patience >= 1, "run.nonfinite_patience must be >= 1"),
+            (self.train.objective in OBJECTIVES,
+             f"train.objective must be one of {OBJECTIVES}, got {self.train.objective!r}"),
+            (self.dpo.beta > 0, "dpo.beta must be > 0"),
+            (self.run.liger in LIGER_MODES, f"run.liger must be one of {LIGER_MODES}, got {self.run.liger!r}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -17,6 +17,11 @@ Definitions used throughout:
 - resume is exact: checkpoints are taken at step boundaries and hold the micro-batch
   position inside the epoch, the sampler and every RNG state, so a resumed run replays
   the same batches with the same dropout masks.
+- the training objective (``train.objective``) is ``lm`` (the model's own loss) or ``dpo``
+  (``dpo.DPOModel`` wraps the model and a frozen reference, same forward contract).
+- before DeepSpeed wraps it, ``prepare_model`` loads ``train.init``, applies Liger kernels,
+  activation checkpointing and torch.compile (``run.*``); the model loss's per-row sums
+  (``losses.per_example``) give per-task training loss / acc.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from espnet2.speechlm.train import distributed as D
-from espnet2.speechlm.train.checkpoint import CheckpointManager, rng_state, set_rng_state
+from espnet2.speechlm.train.checkpoint import CheckpointManager, load_weights, rng_state, set_rng_state
 from espnet2.speechlm.train.config import ConfigError, TrainConfig, dump_config
 from espnet2.speechlm.train.mfu import MFUMeter, peak_flops
 from espnet2.speechlm.train.reporter import Reporter
@@ -111,6 +116,44 @@ def build_ds_config(cfg: TrainConfig) -> dict:
     return deep_merge(ds, cfg.deepspeed.extra)
 
 
+# --- model preparation ----------------------------------------------------------------------
+
+
+def prepare_model(cfg: TrainConfig, model: nn.Module, use_cuda: bool) -> nn.Module:
+    """What is applied to the plain model before DeepSpeed wraps it, in this order:
+    initial weights, DPO reference (a frozen copy, before anything below touches the policy),
+    Liger kernels, activation checkpointing, torch.compile, the DPO wrapper."""
+    from espnet2.speechlm.train.apply import apply_activation_checkpointing, apply_compile
+    from espnet2.speechlm.train.dpo import DPOModel, build_reference
+    from espnet2.speechlm.train.liger import maybe_apply_liger
+
+    run, main = cfg.run, D.is_main()
+    if cfg.train.init:
+        f = load_weights(model, cfg.train.init)  # also on resume: a DPO reference copied from it must match
+        if main:
+            log.info("initial weights from %s", f)
+    reference = None
+    if cfg.train.objective == "dpo":
+        if not (cfg.train.init or cfg.dpo.ref_model) and main:
+            log.warning("DPO from random weights: set train.init (and dpo.ref_model) to a trained model")
+        reference = build_reference(model, cfg.dpo.ref_model)
+    for m in (model, reference):
+        patched = maybe_apply_liger(m, run.liger, use_cuda) if m is not None else None
+        if patched and main and m is model:
+            log.info("liger kernels: %s", "; ".join(patched))
+    if run.activation_checkpointing:
+        done = apply_activation_checkpointing(model)
+        if main:
+            log.info("activation checkpointing: %s", ", ".join(done))
+    if run.compile:
+        done = apply_compile(model, run.compile_backend)
+        if main:
+            log.info("torch.compile: %s", ", ".join(done))
+    if reference is not None:
+        model = DPOModel(model, reference, cfg.dpo.beta)
+    return model
+
+
 # --- data -----------------------------------------------------------------------------------
 
 
@@ -164,6 +207,8 @@ class Trainer:
         if D.is_main():
             dump_config(config, self.output_dir / "config.yaml")
 
+        model = prepare_model(config, model, use_cuda)
+        self.dpo = hasattr(model, "reference_to")
         optimizer = build_optimizer(model, config)
         schedule = LRSchedule(config.optim.scheduler, config.optim.warmup_steps, self._total_steps(),
                               config.optim.min_lr_ratio)
@@ -174,6 +219,8 @@ class Trainer:
         self.ckpt = CheckpointManager(self.output_dir / "checkpoints", config.run.keep_last_n,
                                       config.run.keep_best_k, config.run.verify_checksums)
         dtype = torch.bfloat16 if config.deepspeed.bf16 else torch.float32
+        if self.dpo:
+            self.engine.module.reference_to(self.engine.device, dtype)
         peak = peak_flops(dtype, use_cuda, config.run.peak_flops) if D.is_main() else None
         self.mfu = MFUMeter(self.engine.module, D.broadcast_object(peak), D.world_size())
         self.reporter: Optional[Reporter] = None
@@ -319,6 +366,13 @@ class Trainer:
         window["loss"] += float(loss.detach())
         window["acc"] += float(stats.get("acc", float("nan")))
         window["n"] += 1
+        for task, sums in task_sums(batch.get("tasks"), stats).items():
+            acc_sums = window["tasks"][task]
+            for i, v in enumerate(sums):
+                acc_sums[i] += v
+        for key in EXTRA_STATS:
+            if key in stats:
+                window["extra"][key] += float(stats[key])
         window["tokens"] += float(batch["lengths"].sum())
         window["flops"] += self.mfu.batch_flops(int(batch["lengths"].sum()), batch["seqs"].shape[1])
         if boundary:
@@ -337,7 +391,8 @@ class Trainer:
 
     def _new_window(self) -> dict:
         return {"loss": 0.0, "acc": 0.0, "n": 0, "tokens": 0.0, "flops": 0.0, "grad_norm": float("nan"),
-                "t0": time.perf_counter()}
+                "t0": time.perf_counter(), "tasks": defaultdict(lambda: [0.0, 0.0, 0.0]),
+                "extra": defaultdict(float)}
 
     def _close_window(self, w: dict) -> Dict[str, float]:
         seconds = time.perf_counter() - w["t0"]
@@ -347,6 +402,15 @@ class Trainer:
                    "epoch": float(self.state.epoch)}
         if n:
             scalars.update(loss=loss / n, acc=acc / n)
+            extra = [k for k in EXTRA_STATS if k in w["extra"]]  # the same keys on every rank (one objective)
+            for k, v in zip(extra, D.all_reduce([w["extra"][k] for k in extra]) if extra else []):
+                scalars[k] = v / n
+        tasks = sorted(set(_gather_keys(list(w["tasks"]))))
+        sums = D.all_reduce([v for t in tasks for v in w["tasks"][t]]) if tasks else []
+        for i, t in enumerate(tasks):
+            loss_sum, hit_sum, weight = sums[3 * i: 3 * i + 3]
+            if weight > 0:
+                scalars[f"{t}/loss"], scalars[f"{t}/acc"] = loss_sum / weight, hit_sum / weight
         scalars.update(self.mfu.report(tokens, flops, seconds))
         if self.reporter is not None:
             self.reporter.record("train", self.state.step, scalars)
@@ -364,6 +428,10 @@ class Trainer:
                 idx = [i for i, t in enumerate(tasks) if t == task]
                 if len(idx) == len(tasks):
                     sub = batch
+                elif "n_pairs" in batch:  # DPO: rows are chosen x P, then rejected x P
+                    from espnet2.speechlm.data.pairs import pair_rows
+
+                    sub = pair_rows(batch, idx)
                 else:
                     ix = torch.tensor(idx)
                     T = int(batch["lengths"][ix].max())
@@ -396,9 +464,14 @@ class Trainer:
         }
 
     def _model_state(self) -> Optional[Dict[str, torch.Tensor]]:
+        """The plain model's weights (for DPO: the policy's, without the wrapper's prefix)."""
         if self.cfg.deepspeed.zero_stage == 3:
-            return self.engine._zero3_consolidated_16bit_state_dict()  # collective; full dict on rank 0
-        return self.engine.module.state_dict() if D.is_main() else None
+            state = self.engine._zero3_consolidated_16bit_state_dict()  # collective; full dict on rank 0
+        else:
+            state = self.engine.module.state_dict() if D.is_main() else None
+        if state is not None and self.dpo:
+            state = {k[len("policy."):]: v for k, v in state.items()}
+        return state
 
     def _save(self) -> None:
         valid_loss = getattr(self, "_last_valid_loss", None) if self.state.last_valid_step == self.state.step else None
@@ -436,6 +509,29 @@ class Trainer:
         for group, base, fn in zip(sched.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
             group["lr"] = base * fn(step)
         sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
+
+
+EXTRA_STATS = ("margin", "chosen_reward", "rejected_reward")  # averaged per logging window when present
+
+
+def task_sums(tasks: Optional[List[str]], stats: Dict[str, Any]) -> Dict[str, List[float]]:
+    """{task: [loss_sum, hit_sum, weight]} of one micro-batch from the per-row sums of the loss.
+
+    Rows are examples (or DPO pairs) for every architecture but multiscale, whose rows are
+    frames: its batches are attributed only when they hold a single task.
+    """
+    if not tasks or "rows_logp" not in stats:
+        return {}
+    logp, hit, w = (stats[k].detach().float().cpu() for k in ("rows_logp", "rows_hit", "rows_weight"))
+    if len(w) != len(tasks):
+        if len(set(tasks)) != 1:
+            return {}
+        logp, hit, w, tasks = logp.sum()[None], hit.sum()[None], w.sum()[None], tasks[:1]
+    out: Dict[str, List[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for t, l, h, ww in zip(tasks, (-logp).tolist(), hit.tolist(), w.tolist()):
+        s = out[t]
+        s[0], s[1], s[2] = s[0] + l, s[1] + h, s[2] + ww
+    return dict(out)
 
 
 def _gather_keys(keys: List[str]) -> List[str]:

@@ -25,6 +25,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from espnet2.speechlm.models.bodies import BODIES
 
@@ -199,6 +200,10 @@ class BuiltinBody(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_layer))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.rotary = Rotary(cfg.d_model // cfg.n_head, cfg.max_len, cfg.rope_theta)
+        # Activation checkpointing, switched on from outside by the trainer (a training
+        # concern, not part of the saved config): each block's activations are recomputed
+        # in backward instead of stored. Never used with a KV cache or without autograd.
+        self.grad_checkpointing = False
         self.apply(self._init)
         for name, p in self.named_parameters():  # GPT-2 style: scale residual writers by depth
             if name.endswith(("o_proj.weight", "down_proj.weight")):
@@ -242,7 +247,7 @@ class BuiltinBody(nn.Module):
         elif past > 0 and T > 1:  # chunk after a cache without padding: offset causal mask
             mask = self._mask(torch.ones(B, past + T, dtype=torch.bool, device=x.device), T, past)
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, mask, cache, i)
+            x = self._run_layer(layer, x, cos, sin, mask, cache, i)
         if cache is not None:
             cache.length += T
         return self.norm(x)
@@ -261,8 +266,15 @@ class BuiltinBody(nn.Module):
             eye = torch.eye(T, dtype=torch.bool, device=x.device)  # [T, T]
             mask = (key_valid[:, None, :] | eye).unsqueeze(1)  # [B, 1, T, T]
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, mask, None, i)
+            x = self._run_layer(layer, x, cos, sin, mask, None, i)
         return self.norm(x)
+
+    def _run_layer(self, layer: DecoderLayer, x, cos, sin, mask, cache, i: int) -> torch.Tensor:
+        if self.grad_checkpointing and cache is None and torch.is_grad_enabled():
+            # non-reentrant: accepts inputs that need no grad (cos, sin, mask), and restores the
+            # RNG state so the recomputed dropout masks are the ones of the forward pass
+            return checkpoint(layer, x, cos, sin, mask, None, i, use_reentrant=False)
+        return layer(x, cos, sin, mask, cache, i)
 
     @staticmethod
     def _mask(key_valid: torch.Tensor, T: int, past: int) -> torch.Tensor:

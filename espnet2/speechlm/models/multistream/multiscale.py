@@ -10,12 +10,13 @@ at the cost of nq small local steps per frame at inference.
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
 from espnet2.speechlm.models.bodies.builtin import BuiltinBody, BuiltinBodyConfig
+from espnet2.speechlm.models.heads import HeadRanges
 from espnet2.speechlm.models.multistream import MULTISTREAM_LMS
 from espnet2.speechlm.models.multistream.abs_lm import AbsMultiStreamLM
 from espnet2.speechlm.models.multistream.patterns import parallel_pattern
@@ -24,8 +25,9 @@ from espnet2.speechlm.models.multistream.patterns import parallel_pattern
 @MULTISTREAM_LMS.register("multiscale")
 class MultiScaleLM(AbsMultiStreamLM):
     def __init__(self, body: nn.Module, vocab_size: int, n_streams: int, shared_head: bool = False,
-                 local_layers: int = 2, local_heads: int = 4, local_ff_mult: float = 2.75):
-        super().__init__(body, vocab_size, n_streams, shared_head)
+                 local_layers: int = 2, local_heads: int = 4, local_ff_mult: float = 2.75,
+                 head_ranges: Optional[HeadRanges] = None):
+        super().__init__(body, vocab_size, n_streams, shared_head, head_ranges)
         D = body.d_model
         self.local = BuiltinBody(BuiltinBodyConfig(
             d_model=D, n_layer=local_layers, n_head=local_heads, n_kv_head=local_heads,
@@ -72,7 +74,7 @@ class LocalFrame:
         self.cache, self.fed = cache, fed  # fed: local positions [h, E(s_0), ...] already in the cache
 
     def stream_logits(self, k: int, prev: torch.Tensor) -> torch.Tensor:
-        """prev [N, >= k] streams 0..k-1 of this frame -> logits of stream k [N, V]."""
+        """prev [N, >= k] streams 0..k-1 of this frame (global ids) -> logits of stream k [N, V_k]."""
         if not self.use_cache:
             z = self.model.local_hidden(self.h, prev[:, :k])[:, k]  # [N, D], recomputed from scratch
         else:

@@ -8,12 +8,13 @@ context and must carry weight 0 - it is a condition anyway).
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
 from espnet2.speechlm.inference.decoding import PrecomputedFrame
+from espnet2.speechlm.models.heads import HeadRanges
 from espnet2.speechlm.models.multistream import MULTISTREAM_LMS
 from espnet2.speechlm.models.multistream.abs_lm import AbsMultiStreamLM
 from espnet2.speechlm.models.multistream.patterns import CodebookPattern, delay_pattern, parallel_pattern
@@ -22,8 +23,8 @@ from espnet2.speechlm.vocab import PAD
 
 class PatternLM(AbsMultiStreamLM):
     def __init__(self, body: nn.Module, vocab_size: int, n_streams: int, pattern: CodebookPattern,
-                 shared_head: bool = False):
-        super().__init__(body, vocab_size, n_streams, shared_head)
+                 shared_head: bool = False, head_ranges: Optional[HeadRanges] = None):
+        super().__init__(body, vocab_size, n_streams, shared_head, head_ranges)
         assert pattern.n_streams == n_streams
         self.pattern = pattern
 
@@ -40,10 +41,10 @@ class PatternLM(AbsMultiStreamLM):
         return self.body.new_cache(batch, max_len)
 
     def next_logits(self, rows: torch.Tensor, pos: Optional[torch.Tensor], valid: Optional[torch.Tensor],
-                    cache) -> torch.Tensor:
-        """rows [N, T, nq] -> logits [N, nq, V] for the row after the last one."""
+                    cache) -> List[torch.Tensor]:
+        """rows [N, T, nq] -> per stream k, logits [N, V_k] (head columns) for the row after the last one."""
         h = self.body(self.embed_rows(rows), pos, valid, cache)[:, -1]  # [N, D]
-        return torch.stack([self.head_logits(h, k) for k in range(self.n_streams)], dim=1).float()
+        return [self.head_logits(h, k).float() for k in range(self.n_streams)]
 
     def next_frame(self, rows, pos, valid, cache) -> PrecomputedFrame:
         return PrecomputedFrame(self.next_logits(rows, pos, valid, cache))
@@ -53,13 +54,15 @@ class PatternLM(AbsMultiStreamLM):
 class DelayLM(PatternLM):
     """MusicGen delay: stream k lags k rows, so it is predicted having seen streams < k of its frame."""
 
-    def __init__(self, body: nn.Module, vocab_size: int, n_streams: int, shared_head: bool = False):
-        super().__init__(body, vocab_size, n_streams, delay_pattern(n_streams), shared_head)
+    def __init__(self, body: nn.Module, vocab_size: int, n_streams: int, shared_head: bool = False,
+                 head_ranges: Optional[HeadRanges] = None):
+        super().__init__(body, vocab_size, n_streams, delay_pattern(n_streams), shared_head, head_ranges)
 
 
 @MULTISTREAM_LMS.register("parallel")
 class ParallelLM(PatternLM):
     """All streams of a frame predicted at once from the same hidden state."""
 
-    def __init__(self, body: nn.Module, vocab_size: int, n_streams: int, shared_head: bool = False):
-        super().__init__(body, vocab_size, n_streams, parallel_pattern(n_streams), shared_head)
+    def __init__(self, body: nn.Module, vocab_size: int, n_streams: int, shared_head: bool = False,
+                 head_ranges: Optional[HeadRanges] = None):
+        super().__init__(body, vocab_size, n_streams, parallel_pattern(n_streams), shared_head, head_ranges)

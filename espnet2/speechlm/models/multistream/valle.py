@@ -40,6 +40,7 @@ import torch.nn as nn
 from espnet2.speechlm.inference.decoding import PrecomputedFrame, decode
 from espnet2.speechlm.inference.masking import ModalityTable
 from espnet2.speechlm.inference.search import SearchConfig
+from espnet2.speechlm.models.heads import HeadRanges
 from espnet2.speechlm.models.multistream import MULTISTREAM_LMS
 from espnet2.speechlm.models.multistream.abs_lm import AbsMultiStreamLM
 from espnet2.speechlm.models.multistream.patterns import parallel_pattern
@@ -60,8 +61,9 @@ def bidirectional_copy(body: nn.Module, overrides: Optional[dict] = None) -> nn.
 @MULTISTREAM_LMS.register("valle")
 class ValleLM(AbsMultiStreamLM):
     def __init__(self, body: nn.Module, vocab_size: int, n_streams: int, shared_head: bool = False,
-                 nar_streams: str = "sample", nar_body_conf: Optional[dict] = None):
-        super().__init__(body, vocab_size, n_streams, shared_head)
+                 nar_streams: str = "sample", nar_body_conf: Optional[dict] = None,
+                 head_ranges: Optional[HeadRanges] = None):
+        super().__init__(body, vocab_size, n_streams, shared_head, head_ranges)
         if nar_streams not in NAR_STREAMS:
             raise ValueError(f"nar_streams must be one of {NAR_STREAMS}, got {nar_streams!r}")
         self.nar_streams = nar_streams
@@ -126,7 +128,7 @@ class ValleLM(AbsMultiStreamLM):
     def next_frame(self, rows, pos, valid, cache) -> PrecomputedFrame:
         """rows [N, T, 1] (stream 0) -> scores of stream 0 of the next frame."""
         h = self.body(self.embed(rows[..., 0]), pos, valid, cache)[:, -1]  # [N, D]
-        return PrecomputedFrame(self.head_logits(h, 0).float()[:, None])  # [N, 1, V]
+        return PrecomputedFrame([self.head_logits(h, 0).float()])  # one stream: [N, V_0]
 
     @torch.inference_mode()
     def fill_streams(self, prefix: torch.Tensor, prefix_lengths: torch.Tensor,
@@ -154,14 +156,15 @@ class ValleLM(AbsMultiStreamLM):
         ends = torch.tensor([l + g + 1 for l, g in zip(L, G)], device=device)  # [M] incl. eos
         valid = torch.arange(T, device=device)[None] < ends[:, None]  # [M, T]
         tok0 = seq[..., 0][gen]  # [n_gen] stream-0 tokens of the generated frames
+        heads = table.for_heads([self.head_ids(k) for k in range(nq)])
         for k in range(1, nq):
-            allowed = table.stream_mask(tok0, k)  # [n_gen, V]
-            if bool(allowed[:, PAD].all()):  # no frame has a k-th stream: PAD stays
+            if bool(table.streamk[table.token_range[tok0], k, PAD].all()):  # no frame has a k-th stream: PAD stays
                 continue
+            allowed = heads.stream_mask(tok0, k)  # [n_gen, V_k] head-k columns
             k_rows = torch.full((M,), k, dtype=torch.long, device=device)
             z = self.nar_hidden(seq, gen[..., None].expand_as(seq), k_rows, valid)[gen]  # [n_gen, D]
             logits = self.head_logits(z, k).float().masked_fill(~allowed, float("-inf"))
-            seq[..., k][gen] = logits.argmax(dim=-1)
+            seq[..., k][gen] = heads.to_global(k, logits.argmax(dim=-1))
         out: List[List[torch.Tensor]] = [[None] * len(h) for h in hyps]
         for m, ((b, i), l, g) in enumerate(zip(owner, L, G)):
             out[b][i] = seq[m, l: l + g].clone()

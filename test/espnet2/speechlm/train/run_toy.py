@@ -14,6 +14,8 @@ from pathlib import Path
 
 sys.path.insert(1, str(Path(__file__).parent))
 
+import torch  # noqa: E402
+
 from espnet2.speechlm.train import distributed as D  # noqa: E402
 
 
@@ -28,8 +30,6 @@ def main() -> None:
     p.add_argument("--sleep", type=float, default=0.0, help="pause after every optimizer step")
     args = p.parse_args()
     D.init_distributed(use_cuda=False)
-    import torch
-
     torch.set_num_threads(1)
     runs = json.loads(args.runs) if args.runs else [{"name": "", "overrides": json.loads(args.overrides)}]
     results = {}
@@ -46,29 +46,38 @@ def main() -> None:
 
 
 def train_one(out: Path, run: dict, resume: bool, sleep: float) -> dict:
-    from toy import NQ, VOCAB, ToyDataset, ToyLM
+    from toy import NQ, VOCAB, ToyDataset, ToyLM, ToyPairDataset
 
     from espnet2.speechlm.data.dataset import TokenBatchSampler, collate
-    from espnet2.speechlm.models import build_speechlm
+    from espnet2.speechlm.data.pairs import collate_pairs
+    from espnet2.speechlm.models import build_speechlm, save_pretrained
     from espnet2.speechlm.train.config import load_config
     from espnet2.speechlm.train.trainer import DataBundle, Trainer
 
     overrides = {"data.batch_tokens": 96, "run.log_interval": 1, "run.valid_interval": 1000,
                  "run.save_interval": 1000, "run.peak_flops": 1e9, "run.plot_images": False,
                  "run.tensorboard": False, **run.get("overrides", {})}
+    dpo = overrides.get("train.objective") == "dpo"
+    init = out / "init"
+    if dpo:  # policy and reference start from an exported model dir
+        overrides.update({"train.init": str(init), "dpo.ref_model": str(init)})
     cfg = load_config(None, overrides)
     D.seed_everything(cfg.run.seed)
     if run.get("model", "builtin") == "toy":
         model = ToyLM(nan_calls=run.get("nan_calls", []))
     else:
         body = dict(d_model=32, n_layer=1, n_head=2, n_kv_head=2, d_ff=64, max_len=128, dropout=0.1)
-        model = build_speechlm("delay", "builtin", body, VOCAB, NQ)
+        model = build_speechlm(run.get("arch", "delay"), "builtin", body, VOCAB, NQ)
+        if dpo and D.is_main():
+            torch.manual_seed(123)  # weights other than the ones seed_everything gives the policy
+            save_pretrained(build_speechlm(run.get("arch", "delay"), "builtin", body, VOCAB, NQ), init)
+        D.barrier()
 
     def bundle(n, seed, shuffle):
-        ds = ToyDataset(n, seed)
+        ds = ToyPairDataset(n, seed) if dpo else ToyDataset(n, seed)
         sampler = TokenBatchSampler(ds.lengths, ds.sources, [1.0, 1.0], cfg.data.batch_tokens, seed=cfg.run.seed,
                                     shuffle=shuffle, num_replicas=D.world_size(), rank=D.rank())
-        return DataBundle(ds, sampler, collate)
+        return DataBundle(ds, sampler, collate_pairs if dpo else collate)
 
     trainer = Trainer(cfg, model, bundle(48, 0, True), out, valid=bundle(16, 1, False))
     if sleep:
@@ -80,7 +89,17 @@ def train_one(out: Path, run: dict, resume: bool, sleep: float) -> dict:
             return done
 
         trainer._train_micro_batch = slow
-    return trainer.fit(resume=resume)
+    summary = trainer.fit(resume=resume)
+    if dpo:  # the reference must not have moved: compare it with the file it was loaded from
+        from safetensors.torch import load_file
+
+        ref = trainer.engine.module.reference
+        saved = load_file(str(init / "model.safetensors"))
+        summary["ref_unchanged"] = all(torch.equal(v, saved[k]) for k, v in ref.state_dict().items() if k in saved)
+        summary["ref_requires_grad"] = any(p.requires_grad for p in ref.parameters())
+        summary["policy_changed"] = not all(
+            torch.equal(v, saved[k]) for k, v in trainer.engine.module.policy.state_dict().items() if k in saved)
+    return summary
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ def write(tmp_path, text):
 def test_defaults_are_valid_and_one_epoch():
     cfg = load_config(None)
     assert isinstance(cfg, TrainConfig)
+    assert cfg.train.objective == "lm" and cfg.train.init is None and cfg.dpo.ref_model is None
+    assert (cfg.run.activation_checkpointing, cfg.run.compile, cfg.run.liger) == (False, False, "auto")
     assert cfg.run.max_steps is None and cfg.run.max_epochs == 1
     assert cfg.deepspeed.zero_stage == 1 and cfg.deepspeed.bf16 is False
 
@@ -52,6 +54,11 @@ def test_unknown_key_names_the_full_path(tmp_path):
     ("deepspeed: {zero_stage: 4}\n", r"zero_stage must be 0, 1, 2 or 3"),
     ("run: {grad_accum: 0}\n", r"grad_accum must be >= 1"),
     ("optim: 3\n", r"optim: expected a mapping"),
+    ("train: {objective: ppo}\n", r"train\.objective must be one of \('lm', 'dpo'\)"),
+    ("dpo: {beta: 0}\n", r"dpo\.beta must be > 0"),
+    ("dpo: {bta: 0.1}\n", r"unknown config key\(s\) dpo\.bta"),
+    ("run: {liger: maybe}\n", r"run\.liger must be one of"),
+    ("run: {compile: 'yes'}\n", r"run\.compile: expected bool"),
 ])
 def test_bad_values_are_reported(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):

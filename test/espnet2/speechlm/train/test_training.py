@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, curve, finish, start_toy, subprocess_env, train_log
+from train_testkit import REPO, curve, finish, start_toy, subprocess_env, train_log
 
 EXACT = ("loss", "acc", "grad_norm", "lr")
 
@@ -29,6 +29,14 @@ SINGLE_PROCESS_RUNS = [
     {"name": "nan_ok", "overrides": {"run.max_steps": 4}, "model": "toy", "nan_calls": [2, 3]},
     {"name": "nan_bad", "overrides": {"run.max_steps": 4, "run.nonfinite_patience": 3}, "model": "toy",
      "nan_calls": [2, 3, 4]},
+    # same as zero1, with activation checkpointing / torch.compile (eager backend: no code generation)
+    {"name": "ckpt_act", "overrides": {"run.max_steps": 3, "run.activation_checkpointing": True}},
+    {"name": "compiled", "overrides": {"run.max_steps": 3, "run.compile": True, "run.compile_backend": "eager"}},
+    {"name": "dpo", "overrides": {"run.max_steps": 8, "train.objective": "dpo", "dpo.beta": 0.5, "optim.lr": 3e-3,
+                                  "data.batch_tokens": 160, "run.valid_interval": 8, "run.save_interval": 8,
+                                  "run.tensorboard": True}},
+    {"name": "dpo_zero3", "overrides": {"run.max_steps": 2, "train.objective": "dpo", "deepspeed.zero_stage": 3,
+                                        "data.batch_tokens": 160, "run.save_interval": 2}},
 ]
 
 
@@ -124,6 +132,56 @@ def test_nonfinite_loss_is_skipped_then_fatal(single_process):
     assert result["nan_bad"]["error"].startswith("NonFiniteLossError: 3 consecutive non-finite losses")
 
 
+def test_activation_checkpointing_and_compile_train_like_the_plain_model(single_process):
+    out, result = single_process()
+    plain = curve(out / "zero1", ("loss", "grad_norm"))
+    assert curve(out / "ckpt_act", ("loss", "grad_norm")) == plain  # recomputation is exact, dropout included
+    compiled = curve(out / "compiled", ("loss", "grad_norm"))
+    assert [s for s, *_ in compiled] == [1, 2, 3]
+    for a, b in zip(plain, compiled):
+        assert a[1] == pytest.approx(b[1], rel=1e-5) and a[2] == pytest.approx(b[2], rel=1e-4)
+
+
+def test_per_task_training_loss_and_acc(single_process):
+    out, _ = single_process()
+    log = train_log(out / "full")  # 8 steps of small mixed batches
+    seen = set()
+    for rec in log:
+        tasks = {k.split("/")[0] for k in rec if k.endswith("/loss")}
+        assert tasks and tasks <= {"asr", "tts"} and all(f"{t}/acc" in rec for t in tasks)
+        seen |= tasks
+        losses = [rec[f"{t}/loss"] for t in tasks]
+        assert all(v > 0 for v in losses) and all(0 <= rec[f"{t}/acc"] <= 1 for t in tasks)
+    assert seen == {"asr", "tts"}
+    # one micro-batch per step: the batch loss is a token-weighted mean of its tasks' losses
+    for rec in train_log(out / "zero1"):
+        losses = [v for k, v in rec.items() if k.endswith("/loss")]
+        assert min(losses) - 1e-5 <= rec["loss"] <= max(losses) + 1e-5
+
+
+def test_dpo_through_deepspeed_raises_the_margin_and_keeps_the_reference(single_process):
+    out, result = single_process()
+    r = result["dpo"]
+    assert r["step"] == 8 and r["ref_unchanged"] and not r["ref_requires_grad"] and r["policy_changed"]
+    log = train_log(out / "dpo")
+    assert log[0]["loss"] == pytest.approx(0.6931472, abs=1e-6) and log[0]["margin"] == 0.0  # policy == reference
+    assert log[-1]["margin"] > 0.1 and log[-1]["acc"] >= 0.9 and log[-1]["loss"] < log[0]["loss"] - 0.05
+    assert log[-1]["chosen_reward"] > log[-1]["rejected_reward"]
+    assert {"asr/loss", "tts/loss", "asr/acc"} <= set(log[-1])  # per task: mean pair loss, reward accuracy
+    valid = train_log(out / "dpo", "valid")
+    assert valid[-1]["step"] == 8 and valid[-1]["loss"] < 0.6931 and {"asr/loss", "tts/loss"} <= set(valid[-1])
+    for run, step in (("dpo", 8), ("dpo_zero3", 2)):  # checkpoints hold the plain model (ZeRO-3: consolidated)
+        weights = load_file(str(out / run / "checkpoints" / f"step_{step:08d}" / "model.safetensors"))
+        assert weights["embed.weight"].numel() > 0 and not any(k.startswith("policy.") for k in weights)
+    assert result["dpo_zero3"]["ref_unchanged"] and result["dpo_zero3"]["step"] == 2
+    assert train_log(out / "dpo_zero3")[0]["loss"] == pytest.approx(0.6931472, abs=1e-6)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "dpo" / "tensorboard"))
+    events.Reload()
+    assert {"train/asr/loss", "train/tts/acc", "train/margin", "valid/asr/loss"} <= set(events.Tags()["scalars"])
+
+
 def prepare_real_data(data_dir, tok_conf, root):
     from espnet2.bin import speechlm_prepare
 
@@ -171,3 +229,44 @@ deepspeed: {zero_stage: 1}
     model = load_pretrained(out / "model")  # no DeepSpeed needed
     assert (out / "model" / "vocab.json").exists()
     assert set(model.extra_config["averaged_checkpoints"]) == {"step_00000002", "step_00000004"}
+
+
+def test_cli_dpo_from_an_exported_model(tiny_data_dir, tokenizer_config, tmp_path):
+    """speechlm_train --set train.objective=dpo on prepared preference pairs, starting from (and
+    anchored to) an exported model; the exported DPO model is a plain model for the plain task."""
+    import yaml
+
+    from test_dpo import prepare_pairs
+
+    from espnet2.bin import speechlm_train
+    from espnet2.speechlm.models import load_pretrained, save_pretrained
+    from espnet2.speechlm.train.config import load_config
+    from espnet2.speechlm.vocab import JointVocabulary
+
+    data_json, vocab_dir = prepare_pairs(tiny_data_dir, tokenizer_config, tmp_path)
+    (tmp_path / "train.yaml").write_text("""
+model: {arch: delay, body: builtin, body_conf: {d_model: 32, n_layer: 1, n_head: 2, n_kv_head: 2, d_ff: 64, max_len: 256}}
+train: {objective: dpo}
+dpo: {beta: 0.2}
+optim: {lr: 1.0e-3}
+data: {batch_tokens: 600}
+run: {max_steps: 3, log_interval: 1, valid_interval: 3, save_interval: 3, plot_images: false, tensorboard: false}
+""")
+    cfg = load_config(tmp_path / "train.yaml")
+    save_pretrained(speechlm_train.build_model(cfg, JointVocabulary.load(vocab_dir)), tmp_path / "sft")
+    out = tmp_path / "exp"
+    cmd = [sys.executable, "-m", "espnet2.bin.speechlm_train", "--train_config", tmp_path / "train.yaml",
+           "--vocab", vocab_dir, "--output_dir", out, "--train_data_json", data_json, "--valid_data_json", data_json,
+           "--set", f"train.init={tmp_path / 'sft'}"]
+    proc = subprocess.run([str(c) for c in cmd], cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
+                          timeout=400)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "initial weights from" in proc.stderr
+    log = train_log(out)
+    assert [r["step"] for r in log] == [1, 2, 3] and log[0]["loss"] == pytest.approx(0.6931472, abs=1e-5)
+    assert "margin" in log[-1] and "asr/loss" in log[-1]
+    template = yaml.safe_load((out / "model" / "templates" / "asr.yaml").read_text())
+    assert [t["name"] for t in template["targets"]] == ["text"]  # no rejected item in the shipped task
+    model = load_pretrained(out / "model")
+    sft = load_pretrained(tmp_path / "sft")
+    assert not torch.equal(model.embed.weight, sft.embed.weight)  # trained

@@ -124,3 +124,28 @@ def collate(examples: List[Dict]) -> Dict:
         weights[b, : len(e["seq"])] = torch.from_numpy(e["weight"])
     return {"seqs": seqs, "weights": weights, "lengths": torch.tensor([len(e["seq"]) for e in examples]),
             "ids": [e["id"] for e in examples], "tasks": [e["task"] for e in examples]}
+
+
+class ToyPairDataset(torch.utils.data.Dataset):
+    """Preference pairs over ToyDataset's examples: the chosen target follows the toy pattern,
+    the rejected one is random tokens; both share the condition (first half) of the example.
+
+    Items follow ``data.pairs.PreferenceDataset``: {"id", "task", "chosen": (seq, w), "rejected": (seq, w)}.
+    """
+
+    def __init__(self, n: int = 32, seed: int = 0):
+        self.base = ToyDataset(n, seed, min_len=8, max_len=20)
+        self.sources, self.tasks, self.seed = self.base.sources, self.base.tasks, seed
+        self.lengths = 2 * self.base.lengths  # a pair: two sequences of the same length
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> Dict:
+        ex = self.base[i]
+        seq, weight = ex["seq"], ex["weight"]
+        rng = np.random.default_rng([self.seed, i, 7])
+        bad = seq.copy()
+        tgt = weight[:, 0] > 0
+        bad[tgt] = rng.integers(3, VOCAB, size=(int(tgt.sum()), seq.shape[1]))
+        return {"id": ex["id"], "task": ex["task"], "chosen": (seq, weight), "rejected": (bad, weight.copy())}

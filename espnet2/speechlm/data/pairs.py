@@ -1,0 +1,126 @@
+"""Preference pairs for DPO: a chosen and a rejected target for the same condition.
+
+A preference data.json is an ordinary manifest, prepared by ``speechlm_prepare tokenize``
+from a Kaldi-style data dir like any other, with a template that lists the task's targets
+twice: first the chosen items, then the rejected ones, read from index files whose names
+contain ``rejected`` (same tokenizers, same order)::
+
+    task: tts                     # the task token the model already knows
+    conditions:
+      - {name: text, tokenizer: g2p, reader: text}
+      - {name: utt2spk, tokenizer: codec, reader: spk_prompt}
+    targets:
+      - {name: wav.scp, tokenizer: codec, reader: audio}            # chosen
+      - {name: rejected_wav.scp, tokenizer: codec, reader: audio}   # rejected
+
+Each example assembles into two sequences with identical conditions, exactly as LM training
+assembles the task (same task token, indicators, loss weights). ``collate_pairs`` stacks a
+batch of P pairs as 2P rows: chosen rows first, then the rejected rows in the same order.
+For token batching a pair counts as 2 x its longer sequence, so ``data.batch_tokens`` still
+bounds the padded size of what the model sees.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from espnet2.speechlm.data.assemble import LossWeights, assemble, assembled_length
+from espnet2.speechlm.data.dataset import Manifest, collate
+from espnet2.speechlm.tasks.template import TaskTemplate
+from espnet2.speechlm.vocab import JointVocabulary
+
+log = logging.getLogger(__name__)
+
+REJECTED_MARK = "rejected"
+
+
+def split_pair_template(template: TaskTemplate, source: str = "") -> TaskTemplate:
+    """Check a preference template; return the task's own template (conditions + chosen targets)."""
+    targets = list(template.targets)
+    n = len(targets) // 2
+    chosen, rejected = targets[:n], targets[n:]
+    problem = None
+    if len(targets) % 2 or not n:
+        problem = f"needs an even number of targets (chosen items, then rejected items), has {len(targets)}"
+    elif any(REJECTED_MARK not in it.name for it in rejected) or any(REJECTED_MARK in it.name for it in chosen):
+        problem = (f"the second half of the targets must be the rejected items, read from index files whose "
+                   f"names contain {REJECTED_MARK!r}; targets are {[it.name for it in targets]}")
+    elif [it.tokenizer for it in chosen] != [it.tokenizer for it in rejected]:
+        problem = (f"chosen and rejected items must use the same tokenizers in the same order: "
+                   f"{[it.tokenizer for it in chosen]} vs {[it.tokenizer for it in rejected]}")
+    if problem:
+        raise ValueError(f"{source or template.task}: not a preference manifest: {problem}")
+    return TaskTemplate(template.task, list(template.conditions), chosen, template.description)
+
+
+class PreferenceDataset(torch.utils.data.Dataset):
+    """Pairs of several preference manifests, assembled with the joint vocabulary on access.
+
+    ``lengths`` (for the token sampler) are 2 x the longer sequence of each pair.
+    """
+
+    def __init__(self, data_jsons: Sequence, vocab: JointVocabulary, loss_weights: Optional[LossWeights] = None,
+                 max_len: Optional[int] = None):
+        self.vocab = vocab
+        self.loss_weights = loss_weights
+        self.manifests = [Manifest(p) for p in data_jsons]
+        for m in self.manifests:
+            m.lm_template = split_pair_template(m.template, str(m.path))  # what the exported model is for
+        self.tasks = [m.task for m in self.manifests]
+        rows, dropped = [], []
+        for src, m in enumerate(self.manifests):
+            n_cond, n_tgt = len(m.template.conditions), len(m.lm_template.targets)
+            for s, shard in enumerate(m.shards):
+                for k, example_id in enumerate(shard.ids):
+                    lens = [int(l[k]) for l in shard.lengths]
+                    cond, chosen, rejected = lens[:n_cond], lens[n_cond:n_cond + n_tgt], lens[n_cond + n_tgt:]
+                    longest = max(assembled_length(cond + chosen), assembled_length(cond + rejected))
+                    if max_len is not None and longest > max_len:
+                        dropped.append(example_id)
+                        continue
+                    rows.append((src, s, k, 2 * longest))
+        if dropped:
+            log.warning("%d pairs longer than max_len=%s are not used (e.g. %s)", len(dropped), max_len, dropped[:3])
+        self.dropped = dropped
+        table = np.array(rows, dtype=np.int64).reshape(-1, 4)
+        self.sources, self._shard, self._index, self.lengths = (table[:, c].copy() for c in range(4))
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def example_id(self, i: int) -> str:
+        return self.manifests[self.sources[i]].shards[self._shard[i]].ids[self._index[i]]
+
+    def __getitem__(self, i: int) -> dict:
+        m = self.manifests[self.sources[i]]
+        segs = m.segments(self._shard[i], self._index[i])
+        n_cond, n_tgt = len(m.template.conditions), len(m.lm_template.targets)
+        cond = segs[:n_cond]
+        out = {"id": self.example_id(i), "task": m.task}
+        for name, targets in (("chosen", segs[n_cond:n_cond + n_tgt]), ("rejected", segs[n_cond + n_tgt:])):
+            out[name] = assemble(self.vocab, m.task, cond + targets, self.vocab.max_streams, self.loss_weights)
+        return out
+
+
+def collate_pairs(pairs: List[dict]) -> dict:
+    """P pairs -> seqs / weights [2P, T, nq], lengths [2P] (chosen rows, then rejected rows),
+    plus ids / tasks [P] and ``n_pairs`` P."""
+    rows = [{"id": p["id"], "task": p["task"], "seq": p[side][0], "weight": p[side][1]}
+            for side in ("chosen", "rejected") for p in pairs]
+    batch = collate(rows)
+    batch["ids"], batch["tasks"] = [p["id"] for p in pairs], [p["task"] for p in pairs]
+    batch["n_pairs"] = len(pairs)
+    return batch
+
+
+def pair_rows(batch: dict, idx: List[int]) -> dict:
+    """The sub-batch of pairs ``idx`` (keeps the chosen-then-rejected layout)."""
+    P = batch["n_pairs"]
+    ix = torch.tensor(list(idx) + [i + P for i in idx])
+    T = int(batch["lengths"][ix].max())
+    return {"seqs": batch["seqs"][ix, :T], "weights": batch["weights"][ix, :T], "lengths": batch["lengths"][ix],
+            "n_pairs": len(idx)}
