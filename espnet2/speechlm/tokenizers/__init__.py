@@ -17,11 +17,10 @@ from typing import Any, Iterable, Optional
 from espnet2.speechlm.tokenizers.abs_tokenizer import TOKENIZERS, AbsTokenizer, register_tokenizer
 
 # family modules: imported for their @register_tokenizer side effect
-from espnet2.speechlm.tokenizers import char, g2p, label, mel_rvq, sentencepiece  # noqa: F401,E402
-from espnet2.speechlm.tokenizers import ssl_kmeans  # noqa: F401,E402
-from espnet2.speechlm.tokenizers import codec_ssl  # noqa: F401,E402
-from espnet2.speechlm.tokenizers import hf_codec  # noqa: F401,E402  (encodec, dac, mimi)
-from espnet2.speechlm.tokenizers import g2p_en, hf_text, music_score, precomputed, timestamp  # noqa: F401,E402
+from espnet2.speechlm.tokenizers import (  # noqa: F401,E402
+    char, codec_ssl, continuous, g2p, g2p_en, hf_codec, hf_text, label, mel_rvq, music_score, precomputed,
+    sentencepiece, ssl_kmeans, timestamp,
+)
 
 __all__ = ["TOKENIZERS", "AbsTokenizer", "register_tokenizer", "build_tokenizer", "train_tokenizer"]
 
