@@ -87,11 +87,11 @@ class SpeechLMDataset(torch.utils.data.Dataset):
                  max_len: Optional[int] = None):
         self.vocab = vocab
         self.loss_weights = loss_weights
-        self.manifests = [Manifest(p) for p in data_jsons]
+        self.manifests = [self._open(p) for p in data_jsons]
         self.tasks = [m.task for m in self.manifests]
         rows, dropped = [], []
         for src, m in enumerate(self.manifests):
-            for s, k, example_id, length in m.examples():
+            for s, k, example_id, length in self._examples(m):
                 if max_len is not None and length > max_len:
                     dropped.append(example_id)
                     continue
@@ -101,6 +101,13 @@ class SpeechLMDataset(torch.utils.data.Dataset):
         self.dropped = dropped
         table = np.array(rows, dtype=np.int64).reshape(-1, 4)
         self.sources, self._shard, self._index, self.lengths = (table[:, c].copy() for c in range(4))
+
+    def _open(self, data_json) -> Manifest:
+        return Manifest(data_json)
+
+    def _examples(self, m: Manifest) -> Iterator[tuple[int, int, str, int]]:
+        """(shard, index in shard, id, length the token sampler counts) of every example."""
+        return m.examples()
 
     def __len__(self) -> int:
         return len(self.lengths)

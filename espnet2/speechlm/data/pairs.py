@@ -22,18 +22,13 @@ bounds the padded size of what the model sees.
 
 from __future__ import annotations
 
-import logging
-from typing import List, Optional, Sequence
+from typing import Iterator, List
 
-import numpy as np
 import torch
 
-from espnet2.speechlm.data.assemble import LossWeights, assemble, assembled_length
-from espnet2.speechlm.data.dataset import Manifest, collate
+from espnet2.speechlm.data.assemble import assemble, assembled_length
+from espnet2.speechlm.data.dataset import Manifest, SpeechLMDataset, collate
 from espnet2.speechlm.tasks.template import TaskTemplate
-from espnet2.speechlm.vocab import JointVocabulary
-
-log = logging.getLogger(__name__)
 
 REJECTED_MARK = "rejected"
 
@@ -57,43 +52,24 @@ def split_pair_template(template: TaskTemplate, source: str = "") -> TaskTemplat
     return TaskTemplate(template.task, list(template.conditions), chosen, template.description)
 
 
-class PreferenceDataset(torch.utils.data.Dataset):
+class PreferenceDataset(SpeechLMDataset):
     """Pairs of several preference manifests, assembled with the joint vocabulary on access.
 
     ``lengths`` (for the token sampler) are 2 x the longer sequence of each pair.
     """
 
-    def __init__(self, data_jsons: Sequence, vocab: JointVocabulary, loss_weights: Optional[LossWeights] = None,
-                 max_len: Optional[int] = None):
-        self.vocab = vocab
-        self.loss_weights = loss_weights
-        self.manifests = [Manifest(p) for p in data_jsons]
-        for m in self.manifests:
-            m.lm_template = split_pair_template(m.template, str(m.path))  # what the exported model is for
-        self.tasks = [m.task for m in self.manifests]
-        rows, dropped = [], []
-        for src, m in enumerate(self.manifests):
-            n_cond, n_tgt = len(m.template.conditions), len(m.lm_template.targets)
-            for s, shard in enumerate(m.shards):
-                for k, example_id in enumerate(shard.ids):
-                    lens = [int(l[k]) for l in shard.lengths]
-                    cond, chosen, rejected = lens[:n_cond], lens[n_cond:n_cond + n_tgt], lens[n_cond + n_tgt:]
-                    longest = max(assembled_length(cond + chosen), assembled_length(cond + rejected))
-                    if max_len is not None and longest > max_len:
-                        dropped.append(example_id)
-                        continue
-                    rows.append((src, s, k, 2 * longest))
-        if dropped:
-            log.warning("%d pairs longer than max_len=%s are not used (e.g. %s)", len(dropped), max_len, dropped[:3])
-        self.dropped = dropped
-        table = np.array(rows, dtype=np.int64).reshape(-1, 4)
-        self.sources, self._shard, self._index, self.lengths = (table[:, c].copy() for c in range(4))
+    def _open(self, data_json) -> Manifest:
+        m = Manifest(data_json)
+        m.lm_template = split_pair_template(m.template, str(m.path))  # what the exported model is for
+        return m
 
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def example_id(self, i: int) -> str:
-        return self.manifests[self.sources[i]].shards[self._shard[i]].ids[self._index[i]]
+    def _examples(self, m: Manifest) -> Iterator[tuple[int, int, str, int]]:
+        n_cond, n_tgt = len(m.template.conditions), len(m.lm_template.targets)
+        for s, shard in enumerate(m.shards):
+            for k, example_id in enumerate(shard.ids):
+                lens = [int(l[k]) for l in shard.lengths]
+                cond, chosen, rejected = lens[:n_cond], lens[n_cond:n_cond + n_tgt], lens[n_cond + n_tgt:]
+                yield s, k, example_id, 2 * max(assembled_length(cond + chosen), assembled_length(cond + rejected))
 
     def __getitem__(self, i: int) -> dict:
         m = self.manifests[self.sources[i]]
