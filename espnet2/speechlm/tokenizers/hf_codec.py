@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 import numpy as np
 
 from espnet2.speechlm.tokenizers.abs_tokenizer import AbsTokenizer, register_tokenizer
+from espnet2.speechlm.tokenizers.audio_io import check_waveform, resolve_device
 
 if TYPE_CHECKING:  # torch is imported lazily: importing the tokenizer registry must stay cheap
     import torch
@@ -82,18 +83,6 @@ class HFCodecConf:
     batch_size: int = 8
     random_init_config: Optional[dict] = None
     seed: int = 0
-
-
-def resolve_device(device: str) -> "torch.device":
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available; use 'cpu' or 'auto'")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"device must be 'cpu', 'cuda[:i]' or 'auto', got {device!r}")
-    return torch.device(device)
 
 
 def encoder_reach(encoder: "torch.nn.Module", full_kernel: bool = False) -> int:
@@ -153,7 +142,7 @@ class HFCodecTokenizer(AbsTokenizer):
             raise ValueError(f"{self.family}: give either `model` (load weights) or `random_init_config`, not both")
         if self.conf.batch_size < 1:
             raise ValueError(f"{self.family}: batch_size must be >= 1, got {self.conf.batch_size}")
-        self.device = resolve_device(self.conf.device)
+        self.device = resolve_device(self.conf.device, self.family)
         self.model = self._build_model().to(self.device).eval()
         cfg = self.model.config
         self.check_config(cfg)
@@ -260,27 +249,6 @@ class HFCodecTokenizer(AbsTokenizer):
         }
 
     # --- AbsTokenizer -----------------------------------------------------------------
-    def check_waveform(self, wav: Any, index: int) -> np.ndarray:
-        """float32 [N] or an error that names the item."""
-        if type(wav).__module__.startswith("torch"):  # a torch.Tensor
-            wav = wav.detach().cpu().numpy()
-        if not isinstance(wav, np.ndarray):
-            raise TypeError(f"{self.family}: item {index} must be a 1-D numpy float waveform, got {type(wav).__name__}")
-        if wav.ndim != 1:
-            raise ValueError(
-                f"{self.family}: item {index} must be 1-D (mono) [N], got shape {wav.shape}; downmix first"
-            )
-        if wav.size == 0:
-            raise ValueError(f"{self.family}: item {index} is empty audio (0 samples)")
-        if not np.issubdtype(wav.dtype, np.floating):
-            raise TypeError(
-                f"{self.family}: item {index} must be a float waveform in [-1, 1], got dtype {wav.dtype}; "
-                "convert int16 PCM with x / 32768"
-            )
-        if not np.all(np.isfinite(wav)):
-            raise ValueError(f"{self.family}: item {index} contains NaN or inf samples")
-        return wav.astype(np.float32, copy=False)
-
     @inference_mode
     def tokenize(self, items: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Mono waveforms at `sample_rate` -> list of int64 codes [ceil(N_i / hop), n_streams]."""
@@ -288,7 +256,7 @@ class HFCodecTokenizer(AbsTokenizer):
 
         if isinstance(items, (np.ndarray, torch.Tensor)):
             raise TypeError(f"{self.family}.tokenize takes a list of waveforms; wrap a single one as [wav]")
-        wavs = [self.check_waveform(w, i) for i, w in enumerate(items)]
+        wavs = [check_waveform(w, i, self.family) for i, w in enumerate(items)]
         out: list[Optional[np.ndarray]] = [None] * len(wavs)
         order = sorted(range(len(wavs)), key=lambda i: len(wavs[i]))  # similar lengths share a batch
         for start in range(0, len(order), self.conf.batch_size):

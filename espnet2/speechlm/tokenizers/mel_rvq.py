@@ -30,16 +30,16 @@ Files written by `train` (no pickle):
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
 from espnet2.speechlm.tokenizers.abs_tokenizer import AbsTokenizer, register_tokenizer
+from espnet2.speechlm.tokenizers.audio_io import check_waveform, read_trained, save_trained
 
 FORMAT = "espnet-speechlm-mel_rvq/1"
 LOG_FLOOR = 1e-5  # magnitude floor before log: silence maps to log(1e-5) ~ -11.5
@@ -82,29 +82,6 @@ class MelRVQConfig:
 # --------------------------------------------------------------------------------------
 # input checking
 # --------------------------------------------------------------------------------------
-def check_waveform(wav: Any, index: int = 0) -> np.ndarray:
-    """Return wav as float32 [N] or raise with a message that says what was wrong."""
-    if not isinstance(wav, np.ndarray):
-        raise TypeError(
-            f"mel_rvq: item {index} must be a 1-D numpy float waveform, got {type(wav).__name__}"
-        )
-    if wav.ndim != 1:
-        raise ValueError(
-            f"mel_rvq: item {index} must be 1-D (mono) [N], got shape {wav.shape}; "
-            "downmix multi-channel audio before tokenizing"
-        )
-    if wav.size == 0:
-        raise ValueError(f"mel_rvq: item {index} is empty audio (0 samples)")
-    if not np.issubdtype(wav.dtype, np.floating):
-        raise TypeError(
-            f"mel_rvq: item {index} must be a float waveform in [-1, 1], got dtype {wav.dtype}; "
-            "convert int16 PCM with x / 32768"
-        )
-    if not np.all(np.isfinite(wav)):
-        raise ValueError(f"mel_rvq: item {index} contains NaN or inf samples")
-    return wav.astype(np.float32, copy=False)
-
-
 # --------------------------------------------------------------------------------------
 # features: waveform <-> log-mel
 # --------------------------------------------------------------------------------------
@@ -284,7 +261,7 @@ class MelRVQTokenizer(AbsTokenizer):
         """
         if isinstance(items, np.ndarray):
             raise TypeError("mel_rvq.tokenize takes a list of waveforms; wrap a single one as [wav]")
-        feats = [self.features(check_waveform(w, i)) for i, w in enumerate(items)]  # [T_i, n_mels]
+        feats = [self.features(check_waveform(w, i, "mel_rvq")) for i, w in enumerate(items)]  # [T_i, n_mels]
         if not feats:
             return []
         codes = rvq_encode(np.concatenate(feats), self.codebooks)  # [sum T_i, K]
@@ -327,7 +304,7 @@ class MelRVQTokenizer(AbsTokenizer):
         cfg = MelRVQConfig(**conf)
         cfg.validate()
         logmel = LogMel(cfg)
-        frames = [logmel(check_waveform(w, i)) for i, w in enumerate(items)]
+        frames = [logmel(check_waveform(w, i, "mel_rvq")) for i, w in enumerate(items)]
         if not frames:
             raise ValueError("mel_rvq.train: got no waveforms")
         x = np.concatenate(frames)  # [N, n_mels]
@@ -341,30 +318,16 @@ class MelRVQTokenizer(AbsTokenizer):
         return tok
 
     def save(self, out_dir: Path) -> None:
-        from safetensors.numpy import save_file
-
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_file(
-            {"codebooks": self.codebooks, "mean": self.mean, "std": self.std},
-            str(out_dir / "mel_rvq.safetensors"),
-        )
-        (out_dir / "mel_rvq.json").write_text(json.dumps({"format": FORMAT, **asdict(self.cfg)}, indent=2))
+        save_trained(out_dir, "mel_rvq", FORMAT, asdict(self.cfg),
+                     {"codebooks": self.codebooks, "mean": self.mean, "std": self.std})
 
     @classmethod
     def load(cls, model_dir: Optional[Path], **conf) -> "MelRVQTokenizer":
         """Read a trained tokenizer; `griffin_lim_iters` in conf may override the saved one."""
-        from safetensors.numpy import load_file
-
-        if model_dir is None:
-            raise ValueError("mel_rvq needs a trained model_dir (run its training stage first)")
-        model_dir = Path(model_dir)
-        meta = json.loads((model_dir / "mel_rvq.json").read_text())
-        if meta.pop("format", None) != FORMAT:
-            raise ValueError(f"{model_dir}/mel_rvq.json is not a {FORMAT} file")
+        meta, arrays = read_trained(model_dir, "mel_rvq", FORMAT)
         for key, value in conf.items():  # saved shape must agree with the recipe's config
             if key == "griffin_lim_iters":
                 meta[key] = value
             elif key in meta and meta[key] != value:
                 raise ValueError(f"mel_rvq: {key}={value!r} in config but the trained model has {meta[key]!r}")
-        arrays = load_file(str(model_dir / "mel_rvq.safetensors"))
         return cls(MelRVQConfig(**meta), arrays["codebooks"], arrays["mean"], arrays["std"])

@@ -45,6 +45,7 @@ from typing import Any, Callable, Dict, Iterable, Optional, Sequence
 import numpy as np
 
 from espnet2.speechlm.tokenizers.abs_tokenizer import AbsTokenizer, register_tokenizer
+from espnet2.speechlm.tokenizers.audio_io import check_waveform, read_trained, resolve_device, save_trained
 from espnet2.speechlm.tokenizers.mel_rvq import nearest, quiet_short_input
 
 FORMAT = "espnet-speechlm-ssl_kmeans/1"
@@ -105,21 +106,6 @@ class SSLKMeansConfig:
         return out
 
 
-def check_waveform(wav: Any, index: int = 0) -> np.ndarray:
-    """Return wav as float32 [N] or raise with a message that says what was wrong."""
-    if not isinstance(wav, np.ndarray):
-        raise TypeError(f"ssl_kmeans: item {index} must be a 1-D numpy float waveform, got {type(wav).__name__}")
-    if wav.ndim != 1:
-        raise ValueError(f"ssl_kmeans: item {index} must be 1-D (mono) [N], got shape {wav.shape}")
-    if wav.size == 0:
-        raise ValueError(f"ssl_kmeans: item {index} is empty audio (0 samples)")
-    if not np.issubdtype(wav.dtype, np.floating):
-        raise TypeError(f"ssl_kmeans: item {index} must be a float waveform in [-1, 1], got dtype {wav.dtype}")
-    if not np.all(np.isfinite(wav)):
-        raise ValueError(f"ssl_kmeans: item {index} contains NaN or inf samples")
-    return wav.astype(np.float32, copy=False)
-
-
 # --------------------------------------------------------------------------------------
 # feature backends: wav [N] -> [T, D] float32
 # --------------------------------------------------------------------------------------
@@ -132,14 +118,18 @@ class Features:
         raise NotImplementedError
 
 
-class MFCCFeatures(Features):
-    """librosa MFCC [T, n_mfcc] (or [T, 3 n_mfcc] with deltas); frame t centered on t * hop."""
+class LibrosaFeatures(Features):
+    """The offline backends: librosa frames at the config's hop (no model to load)."""
 
     def __init__(self, cfg: SSLKMeansConfig, model_dir: Optional[Path] = None):
         import librosa  # lazily: importing librosa costs seconds
 
         self.cfg, self._librosa = cfg, librosa
         self.frame_rate = cfg.frame_rate
+
+
+class MFCCFeatures(LibrosaFeatures):
+    """librosa MFCC [T, n_mfcc] (or [T, 3 n_mfcc] with deltas); frame t centered on t * hop."""
 
     def __call__(self, wav: np.ndarray) -> np.ndarray:
         cfg = self.cfg
@@ -156,14 +146,8 @@ class MFCCFeatures(Features):
         return m.T.astype(np.float32)
 
 
-class LogMelFeatures(Features):
+class LogMelFeatures(LibrosaFeatures):
     """librosa log-mel power spectrogram [T, n_mels]; frame t centered on t * hop."""
-
-    def __init__(self, cfg: SSLKMeansConfig, model_dir: Optional[Path] = None):
-        import librosa
-
-        self.cfg, self._librosa = cfg, librosa
-        self.frame_rate = cfg.frame_rate
 
     def __call__(self, wav: np.ndarray) -> np.ndarray:
         cfg = self.cfg
@@ -258,18 +242,7 @@ def load_hf_model(cfg: SSLKMeansConfig, model_dir: Optional[Path]):
     if not (hasattr(getattr(model, "encoder", None), "layers") and hasattr(model.config, "conv_stride")):
         raise ValueError(f"ssl_kmeans(hf): {type(model).__name__} is not a wav2vec2-style SSL encoder "
                          "(needs encoder.layers and a conv front end)")
-    return model.to(resolve_device(cfg.device)).eval(), extractor
-
-
-def resolve_device(device: str):
-    """'cpu', 'cuda[:i]' or 'auto' (cuda when available) -> torch.device."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"ssl_kmeans(hf): device={device!r} but CUDA is not available; use 'cpu' or 'auto'")
-    return torch.device(device)
+    return model.to(resolve_device(cfg.device, "ssl_kmeans(hf)")).eval(), extractor
 
 
 FEATURES: Dict[str, Callable[..., Features]] = {"hf": HFFeatures, "mfcc": MFCCFeatures, "logmel": LogMelFeatures}
@@ -372,7 +345,7 @@ class SSLKMeansTokenizer(AbsTokenizer):
         """Batch of waveforms -> list of units [T_i, 1] (each item coded on its own)."""
         if isinstance(items, np.ndarray):
             raise TypeError("ssl_kmeans.tokenize takes a list of waveforms; wrap a single one as [wav]")
-        wavs = [check_waveform(w, i) for i, w in enumerate(items)]  # validate all before any compute
+        wavs = [check_waveform(w, i, "ssl_kmeans") for i, w in enumerate(items)]  # validate all before any compute
         out = []
         for wav in wavs:
             units = nearest(self.features(wav), self.centroids)  # [T]
@@ -432,7 +405,7 @@ class SSLKMeansTokenizer(AbsTokenizer):
         backend = FEATURES[cfg.features](cfg, out_dir)
         pool = FrameReservoir(max_frames, seed)
         for i, wav in enumerate(items):
-            pool.add(backend(check_waveform(wav, i)))
+            pool.add(backend(check_waveform(wav, i, "ssl_kmeans")))
         if pool.seen == 0:
             raise ValueError("ssl_kmeans.train: got no waveforms")
         mean, std = pool.stats()
@@ -445,28 +418,13 @@ class SSLKMeansTokenizer(AbsTokenizer):
         return tok
 
     def save(self, out_dir: Path) -> None:
-        from safetensors.numpy import save_file
-
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_file({"centroids": self.centroids, "mean": self.mean, "std": self.std},
-                  str(out_dir / "ssl_kmeans.safetensors"))
-        (out_dir / "ssl_kmeans.json").write_text(json.dumps({"format": FORMAT, **asdict(self.cfg)}, indent=2))
+        save_trained(out_dir, "ssl_kmeans", FORMAT, asdict(self.cfg),
+                     {"centroids": self.centroids, "mean": self.mean, "std": self.std})
 
     @classmethod
     def load(cls, model_dir: Optional[Path], **conf) -> "SSLKMeansTokenizer":
         """Read a trained tokenizer; conf must agree with what was trained (`device` may change)."""
-        from safetensors.numpy import load_file
-
-        if model_dir is None:
-            raise ValueError("ssl_kmeans needs a trained model_dir (run its training stage first)")
-        model_dir = Path(model_dir)
-        path = model_dir / "ssl_kmeans.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: train the ssl_kmeans tokenizer first")
-        meta = json.loads(path.read_text())
-        if meta.pop("format", None) != FORMAT:
-            raise ValueError(f"{path} is not a {FORMAT} file")
+        meta, arrays = read_trained(model_dir, "ssl_kmeans", FORMAT)
         cls._config(conf)  # rejects unknown keys and bad values
         for key, value in conf.items():
             if key in TRAIN_KEYS:
@@ -477,5 +435,4 @@ class SSLKMeansTokenizer(AbsTokenizer):
                 continue
             elif meta.get(key) != json.loads(json.dumps(value)):  # tuples in conf vs lists in json
                 raise ValueError(f"ssl_kmeans: {key}={value!r} in config but the trained model has {meta.get(key)!r}")
-        arrays = load_file(str(model_dir / "ssl_kmeans.safetensors"))
-        return cls(SSLKMeansConfig(**meta), arrays["centroids"], arrays["mean"], arrays["std"], model_dir)
+        return cls(SSLKMeansConfig(**meta), arrays["centroids"], arrays["mean"], arrays["std"], Path(model_dir))
