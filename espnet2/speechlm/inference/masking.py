@@ -147,8 +147,9 @@ class HeadMasks:
         self.streamk = [None] + [table.streamk[:, k] if ids is None else table.streamk[:, k][:, ids]
                                  for k, ids in enumerate(self.ids) if k > 0]  # [R + 1, V_k] each
         if ids0 is not None:
-            self.col0 = torch.full((V,), -1, dtype=torch.long, device=ids0.device)  # global -> column 0
-            self.col0[ids0] = torch.arange(ids0.numel(), device=ids0.device)
+            from espnet2.speechlm.models.heads import head_index  # here: models import this module
+
+            self.col0 = head_index(ids0, V)  # [V] global -> column 0
 
     def stream0_mask(self, modality: torch.Tensor) -> torch.Tensor:
         """[N] tokenizer index -> [N, V_0] allowed columns of head 0."""

@@ -56,6 +56,6 @@ def ranges_to_ids(ranges: Sequence[Sequence[int]], vocab_size: int, stream: int 
 
 def head_index(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """Global -> head-local column: [V] long, -1 for ids the head does not score."""
-    index = torch.full((vocab_size,), -1, dtype=torch.long)
-    index[ids] = torch.arange(ids.numel())
+    index = torch.full((vocab_size,), -1, dtype=torch.long, device=ids.device)
+    index[ids] = torch.arange(ids.numel(), device=ids.device)
     return index
