@@ -13,6 +13,11 @@ Every cell generates exactly `--new` frames per example (eos masked, then forced
 cap), so cells are comparable; tokens = frames * streams * batch. A cell's time is the
 best of `--repeat` runs after a short warm-up. The last column is cached / uncached.
 
+Context length. Without a cache every step re-reads the whole sequence, so the gain of
+the cache grows with it. Rows are given for each of `--prompts`: a short 32-frame prompt
+(the old setting), and 256 frames, a speech-sized context (a 75 Hz codec speaker prompt
+of ~3 s plus its text), as a TTS or continuation prompt is in practice.
+
     tools/venv/bin/python bench/bench_generation.py [--quick] [--json out.json] [--threads 2]
 """
 
@@ -66,8 +71,8 @@ def best_time(fn, repeat: int) -> tuple[float, object]:
     return best, out
 
 
-def arch_cell(model, v, batch: int, use_cache: bool, args) -> float:
-    prefix, lengths = make_prompts(v, batch, args.prompt)
+def arch_cell(model, v, batch: int, prompt: int, use_cache: bool, args) -> float:
+    prefix, lengths = make_prompts(v, batch, prompt)
     cfg = SearchConfig(method=args.method, top_k=50, min_len_ratio=1e6, max_len_ratio=1e6, max_new_tokens=args.new)
     table = ModalityTable.from_vocab(v)
     warm = SearchConfig(method=args.method, min_len_ratio=1e6, max_len_ratio=1e6, max_new_tokens=4)
@@ -77,7 +82,7 @@ def arch_cell(model, v, batch: int, use_cache: bool, args) -> float:
     return batch * args.new * v.max_streams / dt
 
 
-def hf_rows(args, batches) -> list[dict]:
+def hf_rows(args, batches, prompt: int) -> list[dict]:
     """Our generate with the `hf` body vs HF generate on the same random Llama (text-only greedy)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -94,8 +99,8 @@ def hf_rows(args, batches) -> list[dict]:
     warm = SearchConfig(method="greedy", min_len_ratio=1e6, max_len_ratio=1e6, max_new_tokens=4)
     rows = []
     for b in batches:
-        ids = torch.randint(0, N_TEXT, (b, args.prompt))
-        prefix, lengths = (ids + off)[..., None], torch.full((b,), args.prompt)
+        ids = torch.randint(0, N_TEXT, (b, prompt))
+        prefix, lengths = (ids + off)[..., None], torch.full((b,), prompt)
         mask = torch.ones_like(ids)
         ours_tps, hf_tps, same = {}, {}, True
         for use_cache in (False, True):
@@ -108,14 +113,14 @@ def hf_rows(args, batches) -> list[dict]:
                 dt, hf = best_time(lambda: lm.generate(ids, max_new_tokens=args.new, **kw), args.repeat)
             hf_tps[use_cache] = b * args.new / dt
             mine = torch.stack([h[0][:, 0] for h in out]) - off
-            same &= torch.equal(mine, hf[:, args.prompt:])
-        rows.append(row("hf (ours)", "hf", b, ours_tps[False], ours_tps[True], same_tokens=same))
-        rows.append(row("hf (HF generate)", "hf", b, hf_tps[False], hf_tps[True], same_tokens=same))
+            same &= torch.equal(mine, hf[:, prompt:])
+        rows.append(row("hf (ours)", "hf", b, prompt, ours_tps[False], ours_tps[True], same_tokens=same))
+        rows.append(row("hf (HF generate)", "hf", b, prompt, hf_tps[False], hf_tps[True], same_tokens=same))
     return rows
 
 
-def row(model: str, body: str, batch: int, slow: float, fast: float, **extra) -> dict:
-    return dict(model=model, body=body, batch=batch, uncached_tok_s=round(slow, 1), cached_tok_s=round(fast, 1),
+def row(model: str, body: str, batch: int, prompt: int, slow: float, fast: float, **extra) -> dict:
+    return dict(model=model, body=body, batch=batch, prompt=prompt, uncached_tok_s=round(slow, 1), cached_tok_s=round(fast, 1),
                 speedup=round(fast / slow, 2), **extra)
 
 
@@ -124,7 +129,7 @@ def main():
     p.add_argument("--archs", nargs="+", default=["delay", "parallel", "multiscale", "valle"])
     p.add_argument("--batches", nargs="+", type=int, default=[1, 16])
     p.add_argument("--n-streams", type=int, default=4)
-    p.add_argument("--prompt", type=int, default=32, help="prompt frames")
+    p.add_argument("--prompts", nargs="+", type=int, default=[32, 256], help="prompt frames (one set of rows each)")
     p.add_argument("--new", type=int, default=48, help="generated frames per example")
     p.add_argument("--method", default="top_k", help="search method of the architecture rows (hf rows: greedy)")
     p.add_argument("--repeat", type=int, default=2, help="timed runs per cell (best is kept)")
@@ -135,32 +140,36 @@ def main():
     p.add_argument("--json", type=Path, default=None, help="also write the table (and settings) as JSON")
     args = p.parse_args()
     if args.quick:
-        args.prompt, args.new, args.repeat = min(args.prompt, 16), min(args.new, 16), 1
+        args.prompts, args.new, args.repeat = [min(args.prompts[0], 16)], min(args.new, 16), 1
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     v = make_vocab(args.n_streams)
-    settings = dict(body=BODY, vocab=v.size, n_streams=args.n_streams, prompt=args.prompt, new=args.new,
+    settings = dict(body=BODY, vocab=v.size, n_streams=args.n_streams, prompts=args.prompts, new=args.new,
                     method=args.method, repeat=args.repeat, heads="full" if args.full_heads else "restricted",
                     threads=args.threads, torch=torch.__version__, machine=platform.machine(), quick=args.quick)
     print(", ".join(f"{k} {v_}" for k, v_ in settings.items()))
-    print("| model | body | batch | uncached tok/s | cached tok/s | cached / uncached |")
-    print("|---|---|---|---|---|---|")
+    print("| model | body | prompt | batch | uncached tok/s | cached tok/s | cached / uncached |")
+    print("|---|---|---|---|---|---|---|")
     rows = []
 
     def show(r):
         rows.append(r)
         note = "" if "same_tokens" not in r else f" (same tokens as HF: {'yes' if r['same_tokens'] else 'NO'})"
-        print(f"| {r['model']} | {r['body']} | {r['batch']} | {r['uncached_tok_s']:,.0f} | {r['cached_tok_s']:,.0f} "
+        print(f"| {r['model']} | {r['body']} | {r['prompt']} | {r['batch']} | {r['uncached_tok_s']:,.0f} | {r['cached_tok_s']:,.0f} "
               f"| {r['speedup']:.1f}x{note} |", flush=True)
 
+    models = {}
     for arch in args.archs:
         extra = {} if args.full_heads else vocab_build_args(v)
-        model = build_speechlm(arch, "builtin", BODY, v.size, v.max_streams, **extra).eval()
-        for b in args.batches:
-            show(row(arch, "builtin", b, arch_cell(model, v, b, False, args), arch_cell(model, v, b, True, args)))
-    if not args.no_hf:
-        for r in hf_rows(args, args.batches):
-            show(r)
+        models[arch] = build_speechlm(arch, "builtin", BODY, v.size, v.max_streams, **extra).eval()
+    for prompt in args.prompts:
+        for arch, model in models.items():
+            for b in args.batches:
+                show(row(arch, "builtin", b, prompt, arch_cell(model, v, b, prompt, False, args),
+                         arch_cell(model, v, b, prompt, True, args)))
+        if not args.no_hf:
+            for r in hf_rows(args, args.batches, prompt):
+                show(r)
     if args.json:
         args.json.write_text(json.dumps({"benchmark": "generation", "settings": settings, "rows": rows}, indent=2))
 

@@ -58,6 +58,8 @@ class KVCache:
 
     k, v: [n_layer, B, n_kv_head, S, head_dim]; valid: [B, S] marks real (non-pad) keys.
     Rows advance together (left-padded prompts), so one integer `length` suffices.
+    `padded` remembers whether any written key is padding, so a batch without padding
+    never builds a mask (and never syncs to ask).
     """
 
     def __init__(self, n_layer: int, batch: int, n_kv_head: int, max_len: int, head_dim: int,
@@ -66,6 +68,7 @@ class KVCache:
         self.v = torch.zeros_like(self.k)
         self.valid = torch.zeros(batch, max_len, dtype=torch.bool, device=device)
         self.length = 0
+        self.padded = False
 
     @property
     def max_len(self) -> int:
@@ -76,20 +79,31 @@ class KVCache:
         t0, t1 = self.length, self.length + k.shape[2]
         if t1 > self.max_len:
             raise RuntimeError(f"KV cache overflow: {t1} > {self.max_len} positions")
-        self.k[layer, :, :, t0:t1] = k
-        self.v[layer, :, :, t0:t1] = v
-        return self.k[layer, :, :, :t1], self.v[layer, :, :, :t1]
+        ks, vs = self.k[layer, :, :, :t1], self.v[layer, :, :, :t1]  # views [B, Hkv, t1, Dh]
+        ks[:, :, t0:] = k
+        vs[:, :, t0:] = v
+        return ks, vs
+
+    def mark(self, t0: int, key_valid: Optional[torch.Tensor], T: int) -> None:
+        """Record which of the keys t0 .. t0 + T - 1 are real (None: all of them)."""
+        if key_valid is None:
+            self.valid[:, t0:t0 + T] = True
+        else:
+            self.valid[:, t0:t0 + T] = key_valid
+            self.padded = self.padded or not bool(key_valid.all())
 
     def select(self, idx: torch.Tensor) -> "KVCache":
         """Keep / reorder / duplicate batch rows (beam search, dropping finished rows)."""
         self.k = self.k.index_select(1, idx)
         self.v = self.v.index_select(1, idx)
         self.valid = self.valid.index_select(0, idx)
+        if self.padded:  # dropping rows may have dropped the only padded ones
+            self.padded = not bool(self.valid[:, :self.length].all())
         return self
 
 
 class RMSNorm(nn.Module):
-    """x / rms(x) * g: LayerNorm without centring or bias."""
+    """x / rms(x) * g: LayerNorm without centring or bias (computed in fp32)."""
 
     def __init__(self, dim: int, eps: float = 1e-5):
         super().__init__()
@@ -97,33 +111,67 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32:  # one fused op, same arithmetic as below
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return xf.type_as(x) * self.weight
 
 
 class Rotary(nn.Module):
-    """RoPE: rotate each (i, i + Dh/2) channel pair by angle pos * theta^(-2i/Dh)."""
+    """RoPE: rotate each (i, i + Dh/2) channel pair by angle pos * theta^(-2i/Dh).
+
+    Tables are stored full width so the rotation is x * cos + swap_halves(x) * sin with
+    sin's first half negated: out = [x1 cos - x2 sin, x2 cos + x1 sin] (rotate-half layout).
+    """
 
     def __init__(self, head_dim: int, max_len: int, theta: float):
         super().__init__()
         inv_freq = theta ** (-torch.arange(0, head_dim, 2).float() / head_dim)  # [Dh/2]
         angles = torch.outer(torch.arange(max_len).float(), inv_freq)  # [max_len, Dh/2]
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
+        self.register_buffer("cos", torch.cat([angles.cos(), angles.cos()], dim=-1), persistent=False)  # [max_len, Dh]
+        self.register_buffer("sin", torch.cat([-angles.sin(), angles.sin()], dim=-1), persistent=False)
 
-    def forward(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """pos [B, T] -> cos, sin [B, 1, T, Dh/2] (broadcast over heads)."""
-        if int(pos.max()) >= self.cos.shape[0]:
-            raise ValueError(f"position {int(pos.max())} >= max_len {self.cos.shape[0]}")
-        return self.cos[pos].unsqueeze(1), self.sin[pos].unsqueeze(1)
+    @property
+    def max_len(self) -> int:
+        return self.cos.shape[0]
+
+    def forward(self, pos: torch.Tensor, check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """pos [B, T] -> cos, sin [B, T, 1, Dh] (broadcast over heads of a [B, T, H, Dh] tensor)."""
+        if check and int(pos.max()) >= self.max_len:
+            raise ValueError(f"position {int(pos.max())} >= max_len {self.max_len}")
+        return self.cos[pos].unsqueeze(2), self.sin[pos].unsqueeze(2)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x [B, H, T, Dh]; rotate-half layout (HF Llama compatible)."""
-    x1, x2 = x.float().chunk(2, dim=-1)  # [B, H, T, Dh/2] each
-    out = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
-    return out.type_as(x)
+    """x [B, T, H, Dh]; rotate-half layout (HF Llama compatible), computed in fp32."""
+    xf = x if x.dtype == torch.float32 else x.float()
+    out = torch.addcmul(xf * cos, xf.roll(x.shape[-1] // 2, dims=-1), sin)
+    return out if out.dtype == x.dtype else out.type_as(x)
+
+
+class _FusedWeight:
+    """The row-concatenation of several Linear weights, rebuilt when any of them changes.
+
+    Inference runs one matmul instead of several (q/k/v, gate/up); the parameters stay
+    separate so Llama checkpoints load unchanged. Built lazily, never saved, and only used
+    under `torch.inference_mode` (decoding): training and validation call each module, so
+    hooks that gather sharded weights per module (DeepSpeed ZeRO-3) still see every call.
+    """
+
+    def __init__(self, *linears: nn.Linear):
+        self.linears = linears
+        self.key: Optional[tuple] = None
+        self.weight: Optional[torch.Tensor] = None
+
+    def get(self) -> torch.Tensor:
+        ws = [m.weight for m in self.linears]
+        key = tuple((w.data_ptr(), w._version, w.dtype) for w in ws)
+        if key != self.key:
+            with torch.no_grad():
+                self.weight = torch.cat([w.detach() for w in ws], dim=0)
+            self.key = key
+        return self.weight
 
 
 class Attention(nn.Module):
@@ -137,13 +185,25 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(cfg.n_head * self.head_dim, cfg.d_model, bias=False)
         self.dropout = cfg.dropout
         self.causal = cfg.causal
+        self._qkv = _FusedWeight(self.q_proj, self.k_proj, self.v_proj)
+
+    def project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """x [B, T, D] -> rotated q [B, H, T, Dh], rotated k and v [B, Hkv, T, Dh]."""
+        B, T, _ = x.shape
+        Dh, H = self.head_dim, self.n_head
+        if not torch.is_inference_mode_enabled():  # training / no_grad validation (ZeRO-3 gathers per module)
+            q = apply_rotary(self.q_proj(x).view(B, T, H, Dh), cos, sin)
+            k = apply_rotary(self.k_proj(x).view(B, T, -1, Dh), cos, sin)
+            v = self.v_proj(x).view(B, T, -1, Dh)
+        else:  # decoding: one matmul, and q and k rotated together
+            qkv = F.linear(x, self._qkv.get()).view(B, T, -1, Dh)  # [B, T, H + 2 Hkv, Dh]
+            qk = apply_rotary(qkv[:, :, :H + self.n_kv_head], cos, sin)
+            q, k, v = qk[:, :, :H], qk[:, :, H:], qkv[:, :, H + self.n_kv_head:]
+        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
     def forward(self, x, cos, sin, mask: Optional[torch.Tensor], cache: Optional[KVCache], layer: int):
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # [B, H, T, Dh]
-        k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # [B, Hkv, T, Dh]
-        v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k, v = self.project(x, cos, sin)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # [B, Hkv, Tk, Dh]
         p = self.dropout if self.training else 0.0
@@ -168,9 +228,14 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
         self.up_proj = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
         self.down_proj = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
+        self._gate_up = _FusedWeight(self.gate_proj, self.up_proj)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        if not torch.is_inference_mode_enabled():
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        else:  # decoding: one matmul for both
+            gate, up = F.linear(x, self._gate_up.get()).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class DecoderLayer(nn.Module):
@@ -182,7 +247,7 @@ class DecoderLayer(nn.Module):
         self.self_attn = Attention(cfg)
         self.post_attention_layernorm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = MLP(cfg)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
 
     def forward(self, x, cos, sin, mask, cache, layer):
         x = x + self.drop(self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer))
@@ -217,6 +282,8 @@ class BuiltinBody(nn.Module):
     def new_cache(self, batch: int, max_len: int, device=None, dtype=None) -> KVCache:
         if not self.cfg.causal:
             raise ValueError("a bidirectional (causal=False) body has no KV cache")
+        if max_len > self.rotary.max_len:
+            raise ValueError(f"a KV cache of {max_len} positions exceeds the body's max_len {self.rotary.max_len}")
         p = next(self.parameters())
         c = self.cfg
         return KVCache(c.n_layer, batch, c.n_kv_head, max_len, c.d_model // c.n_head,
@@ -236,12 +303,12 @@ class BuiltinBody(nn.Module):
         past = cache.length if cache is not None else 0
         if pos is None:
             pos = torch.arange(past, past + T, device=x.device).expand(B, T)
-        cos, sin = self.rotary(pos)
+        # a cache no longer than the RoPE table keeps every position in range (see new_cache)
+        cos, sin = self.rotary(pos, check=cache is None)
         mask = None
         if cache is not None:
-            cache.valid[:, past:past + T] = True if key_valid is None else key_valid
-            if not bool(cache.valid[:, :past + T].all()):
-                key_valid = cache.valid[:, :past + T]
+            cache.mark(past, key_valid, T)
+            key_valid = cache.valid[:, :past + T] if cache.padded else None
         if key_valid is not None and not bool(key_valid.all()):
             mask = self._mask(key_valid, T, past)
         elif past > 0 and T > 1:  # chunk after a cache without padding: offset causal mask

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from espnet2.speechlm.models.bodies import BODIES
@@ -71,3 +72,45 @@ def test_bidirectional_mode():
         pass
     else:
         raise AssertionError("a bidirectional body must refuse a KV cache")
+
+
+def test_inference_mode_fused_projections_match_modules():
+    """Decoding fuses q/k/v and gate/up into one matmul each; outputs must not change, and a
+    weight update (training between two decodes) must be seen by the next decode."""
+    body = _body()
+    x = torch.randn(2, 6, 32)
+    with torch.no_grad():  # per-module path
+        ref = body(x)
+    with torch.inference_mode():  # fused path
+        fused = body(x)
+    assert torch.allclose(fused, ref, atol=1e-6)
+    with torch.no_grad():
+        body.layers[0].self_attn.k_proj.weight.mul_(2.0)
+        body.layers[1].mlp.up_proj.weight.add_(0.1)
+        ref2 = body(x)
+    with torch.inference_mode():
+        fused2 = body(x)
+    assert not torch.allclose(ref2, ref, atol=1e-3)
+    assert torch.allclose(fused2, ref2, atol=1e-6)
+
+
+def test_cache_longer_than_rope_table_is_refused():
+    with pytest.raises(ValueError, match="max_len 8"):
+        _body(max_len=8).new_cache(1, 9)
+
+
+def test_cache_forgets_padding_when_padded_rows_leave():
+    """Once the only left-padded row is dropped, steps run unmasked and still match."""
+    body = _body()
+    x = torch.randn(2, 6, 32)
+    valid = torch.tensor([[False, False, True, True, True, True], [True] * 6])
+    pos = torch.tensor([[0, 0, 0, 1, 2, 3], [0, 1, 2, 3, 4, 5]])
+    with torch.inference_mode():
+        cache = body.new_cache(2, 10)
+        body(x, pos=pos, key_valid=valid, cache=cache)
+        assert cache.padded
+        cache.select(torch.tensor([1]))
+        assert not cache.padded
+        step = body(x[1:, :1], pos=torch.tensor([[6]]), cache=cache)
+        full = body(torch.cat([x[1:], x[1:, :1]], dim=1))[:, -1:]
+    assert torch.allclose(step, full, atol=1e-5)
