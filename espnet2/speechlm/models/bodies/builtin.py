@@ -150,13 +150,23 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return out if out.dtype == x.dtype else out.type_as(x)
 
 
-class _FusedWeight:
-    """The row-concatenation of several Linear weights, rebuilt when any of them changes.
+def cpu_decoding(x: torch.Tensor) -> bool:
+    """Decoding on CPU (under `torch.inference_mode`): use the `_DecodeWeight` copies.
 
-    Inference runs one matmul instead of several (q/k/v, gate/up); the parameters stay
-    separate so Llama checkpoints load unchanged. Built lazily, never saved, and only used
-    under `torch.inference_mode` (decoding): training and validation call each module, so
-    hooks that gather sharded weights per module (DeepSpeed ZeRO-3) still see every call.
+    Training and no_grad validation call each Linear module, so hooks that gather sharded
+    weights per module (DeepSpeed ZeRO-3) still see every call; GPUs keep one copy.
+    """
+    return x.device.type == "cpu" and torch.is_inference_mode_enabled()
+
+
+class _DecodeWeight:
+    """Weights of one or more Linear layers as one [D_in, sum D_out] matrix, for decoding.
+
+    Why: at decoding batch sizes CPU matmuls are small and bound by reading the weights;
+    one matmul per fused group (q/k/v, gate/up) and an [in, out] layout measured 25-33%
+    faster per frame than a Linear per projection on MKL. The parameters stay separate
+    and Llama-named; this copy (one more copy of the body's weights) is built lazily,
+    never saved, and rebuilt when any source weight changes (data pointer or version).
     """
 
     def __init__(self, *linears: nn.Linear):
@@ -169,7 +179,7 @@ class _FusedWeight:
         key = tuple((w.data_ptr(), w._version, w.dtype) for w in ws)
         if key != self.key:
             with torch.no_grad():
-                self.weight = torch.cat([w.detach() for w in ws], dim=0)
+                self.weight = torch.cat([w.detach() for w in ws], dim=0).t().contiguous()  # [D_in, D_out]
             self.key = key
         return self.weight
 
@@ -185,18 +195,18 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(cfg.n_head * self.head_dim, cfg.d_model, bias=False)
         self.dropout = cfg.dropout
         self.causal = cfg.causal
-        self._qkv = _FusedWeight(self.q_proj, self.k_proj, self.v_proj)
+        self._qkv, self._o = _DecodeWeight(self.q_proj, self.k_proj, self.v_proj), _DecodeWeight(self.o_proj)
 
     def project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
         """x [B, T, D] -> rotated q [B, H, T, Dh], rotated k and v [B, Hkv, T, Dh]."""
         B, T, _ = x.shape
         Dh, H = self.head_dim, self.n_head
-        if not torch.is_inference_mode_enabled():  # training / no_grad validation (ZeRO-3 gathers per module)
+        if not cpu_decoding(x):
             q = apply_rotary(self.q_proj(x).view(B, T, H, Dh), cos, sin)
             k = apply_rotary(self.k_proj(x).view(B, T, -1, Dh), cos, sin)
             v = self.v_proj(x).view(B, T, -1, Dh)
-        else:  # decoding: one matmul, and q and k rotated together
-            qkv = F.linear(x, self._qkv.get()).view(B, T, -1, Dh)  # [B, T, H + 2 Hkv, Dh]
+        else:  # one matmul, and q and k rotated together
+            qkv = torch.matmul(x, self._qkv.get()).view(B, T, -1, Dh)  # [B, T, H + 2 Hkv, Dh]
             qk = apply_rotary(qkv[:, :, :H + self.n_kv_head], cos, sin)
             q, k, v = qk[:, :, :H], qk[:, :, H:], qkv[:, :, H + self.n_kv_head:]
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
@@ -217,7 +227,7 @@ class Attention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal,
                                                enable_gqa=self.n_kv_head != self.n_head)  # [B, H, T, Dh]
             y = y.transpose(1, 2).reshape(B, T, -1)
-        return self.o_proj(y)
+        return torch.matmul(y, self._o.get()) if cpu_decoding(y) else self.o_proj(y)
 
 
 class MLP(nn.Module):
@@ -228,14 +238,13 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
         self.up_proj = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
         self.down_proj = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
-        self._gate_up = _FusedWeight(self.gate_proj, self.up_proj)
+        self._gate_up, self._down = _DecodeWeight(self.gate_proj, self.up_proj), _DecodeWeight(self.down_proj)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.is_inference_mode_enabled():
-            gate, up = self.gate_proj(x), self.up_proj(x)
-        else:  # decoding: one matmul for both
-            gate, up = F.linear(x, self._gate_up.get()).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+        if not cpu_decoding(x):
+            return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = torch.matmul(x, self._gate_up.get()).chunk(2, dim=-1)  # one matmul for both
+        return torch.matmul(F.silu(gate) * up, self._down.get())
 
 
 class DecoderLayer(nn.Module):
