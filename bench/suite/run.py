@@ -51,11 +51,15 @@ OUT_DIR = HERE / ".out"  # gitignored: quick reports, raw results, worker logs
 SIZES: Dict[str, Dict[str, Any]] = {
     "full": dict(d_model=256, n_layer=4, n_head=4, local_layers=2, n_streams=4, n_text=500, codebook=1024,
                  batch=4, seq_len=128, steps=2, warmup=1, prompt=32, new=64, gen_batches=[1, 8], top_k=20,
-                 reps=5, archs=["multiscale", "valle"]),
+                 reps=5, archs=["multiscale", "valle"], long_prompt=256, long_new=192),
     "quick": dict(d_model=64, n_layer=2, n_head=2, local_layers=1, n_streams=2, n_text=32, codebook=64,
                   batch=2, seq_len=32, steps=2, warmup=1, prompt=8, new=8, gen_batches=[1, 4], top_k=20,
-                  reps=2, archs=["multiscale", "valle"]),
+                  reps=2, archs=["multiscale", "valle"], long_prompt=24, long_new=16),
 }
+# Generation is measured at two context lengths: the short one above, and a speech-sized one
+# (`long_prompt` + `long_new`: a few seconds of codec frames as prompt, then a few more
+# generated), since the cost per step of a KV cache grows with the context differently in
+# each implementation. The long cell runs at the largest generation batch only.
 
 AREAS = {  # name -> (title, script)
     "prepare": ("Preparation", "bench/bench_prepare.py"),
@@ -163,13 +167,16 @@ def comparison_cells(size: Dict[str, Any], threads: int) -> List[Dict[str, Any]]
 
     base = {k: size[k] for k in ("d_model", "n_layer", "n_head", "local_layers", "n_streams", "batch", "seq_len",
                                  "steps", "warmup", "prompt", "new", "top_k")}
-    base.update(threads=threads, seed=0, n_ctx=max(size["seq_len"], size["prompt"] + size["new"] + 2),
+    longest = max(size["prompt"] + size["new"], size["long_prompt"] + size["long_new"])
+    base.update(threads=threads, seed=0, n_ctx=max(size["seq_len"], longest + 2),
                 **vocab_cell_ids(size["n_text"], size["codebook"], size["n_streams"]))
     cells = []
     for arch in size["archs"]:
         cells.append(dict(base, op="train", arch=arch))
         for b in size["gen_batches"]:
             cells.append(dict(base, op="generate", arch=arch, batch=b))
+        cells.append(dict(base, op="generate", arch=arch, batch=max(size["gen_batches"]), prompt=size["long_prompt"],
+                          new=size["long_new"]))
     return cells
 
 
@@ -216,7 +223,8 @@ def run_reference(args, size: Dict[str, Any], logs: Path) -> Dict[str, Any]:
             section["cells"].append(res)
             line = ", ".join(f"{name} {R.fmt(R.median(v['tok_s']))}" if v["error"] is None else f"{name} fails"
                              for name, v in res["sides"].items())
-            print(f"[suite] {op} {cell['arch']} b={cell['batch']}: {line} tok/s ({res['seconds']:.0f} s)", flush=True)
+            shape = f"b={cell['batch']}" + (f" ({cell['prompt']} + {cell['new']})" if op == "generate" else "")
+            print(f"[suite] {op} {cell['arch']} {shape}: {line} tok/s ({res['seconds']:.0f} s)", flush=True)
     finally:
         for c in clients.values():
             if c is not None:
@@ -374,8 +382,9 @@ def render_reference(args, ref: Dict[str, Any]) -> List[str]:
           f"tokens/s counts the batch x (length - 1) x streams target tokens. {s['steps']} steps per repetition, "
           f"after {s['warmup']} warm-up step.",
           f"- Generation: ours `model.generate` (top-k {s['top_k']}, KV cache), reference `inference` "
-          f"(search_algo sampling, top-k {s['top_k']}, its KV-cache hooks); prompt {s['prompt']} frames, exactly "
-          f"{s['new']} new frames per example (eos masked until then on every side); the reference samples stream k "
+          f"(search_algo sampling, top-k {s['top_k']}, its KV-cache hooks); prompt {s['prompt']} frames and exactly "
+          f"{s['new']} new frames per example (eos masked until then on every side), and a speech-sized context "
+          f"(prompt {s['long_prompt']}, {s['long_new']} new) at the largest batch; the reference samples stream k "
           "from codebook k only (its `masks`), ours through its modality masks; tokens/s = batch x frames x streams.",
           f"- {s['reps']} repetitions per cell, interleaved (full head, per-stream heads, reference, full head, ...) "
           "in three long-lived worker processes; each worker builds and warms up a cell's model once. Figures are "
