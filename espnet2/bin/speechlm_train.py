@@ -115,6 +115,9 @@ def build_model(cfg, vocab):
     from espnet2.speechlm.models import build_speechlm, vocab_build_args
 
     m = cfg.model
+    if "head_ranges" in m.arch_conf and not m.restrict_heads:
+        raise ValueError("model.restrict_heads is false but model.arch_conf.head_ranges is set: "
+                         "drop head_ranges for full heads, or keep restrict_heads (explicit ranges win)")
     from_vocab = vocab_build_args(vocab, m.text_tokenizer, m.restrict_heads and "head_ranges" not in m.arch_conf)
     return build_speechlm(m.arch, m.body, dict(m.body_conf), vocab.size, vocab.max_streams, **from_vocab,
                           **m.arch_conf)
