@@ -65,6 +65,15 @@ def load_model_and_vocab(model_dir: Path, device: str):
     return model, JointVocabulary.load(vocab_path)
 
 
+def prompt_features(examples: List[dict], device) -> Optional[dict]:
+    """Side features of the prompts' continuous items, example by example (None without any)."""
+    names = sorted({n for e in examples for n in e.get("feats", {})})
+    if not names:
+        return None
+    return {n: torch.cat([torch.from_numpy(e["feats"][n]) for e in examples if n in e.get("feats", {})]).to(device)
+            for n in names}
+
+
 def pad_prefixes(prefixes: List[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     longest = max(p.shape[0] for p in prefixes)
     batch = torch.full((len(prefixes), longest, prefixes[0].shape[1]), PAD, dtype=torch.long)
@@ -81,7 +90,9 @@ def teacher_forced_logprob(model, example: dict, vocab: JointVocabulary, device:
     indicators = torch.tensor(sorted(vocab.indicators.values()), device=device)
     weight[..., 0][torch.isin(seq[..., 0], indicators)] = 0.0
     weight = (weight > 0).float()  # unit weights: a plain log-likelihood
-    loss, _, weight_sum = model(seq, weight, torch.tensor([seq.shape[1]], device=device))
+    feats = prompt_features([example], device)  # continuous items; the call is unchanged without any
+    side = {"feats": feats} if feats is not None else {}
+    loss, _, weight_sum = model(seq, weight, torch.tensor([seq.shape[1]], device=device), **side)
     n = int(weight_sum.item())
     return -float(loss.item()) * n, n
 
@@ -113,7 +124,9 @@ def run(args: argparse.Namespace) -> None:
         for start in range(0, len(order), args.batch_size):
             examples = [dataset.prefix(i) for i in order[start : start + args.batch_size]]
             prefix, lengths = pad_prefixes([e["prefix"] for e in examples])
-            hyps = model.generate(prefix.to(device), lengths.to(device), search, modality)
+            feats = prompt_features(examples, device)  # continuous items (speaker embedding, ...)
+            side = {"feats": feats} if feats is not None else {}
+            hyps = model.generate(prefix.to(device), lengths.to(device), search, modality, **side)
             for e, nbest in zip(examples, hyps):
                 for rank, rows in enumerate(nbest):
                     write_hypothesis(out, e["id"], rank, rows.cpu().numpy(), vocab, target, tokenizer)

@@ -111,16 +111,36 @@ def build_data(args_jsons: List[str], vocab, cfg, shuffle: bool, valid: bool):
     return DataBundle(dataset, sampler, collate_pairs if dpo else collate)
 
 
-def build_model(cfg, vocab):
+def data_embed_dims(dataset) -> Dict[str, int]:
+    """Feature size of every continuous item of the training data (data.json `embed_dim`)."""
+    dims: Dict[str, int] = {}
+    for m in dataset.manifests:
+        for name, dim in m.embed_dims.items():
+            if dims.setdefault(name, dim) != dim:
+                raise ValueError(f"{m.path}: continuous item {name!r} has embed_dim {dim}, "
+                                 f"another data.json gives {dims[name]}")
+    return dims
+
+
+def build_model(cfg, vocab, embed_dims: Optional[Dict[str, int]] = None):
+    """embed_dims: continuous items' feature sizes from the data, used where the config gives none."""
     from espnet2.speechlm.models import build_speechlm, vocab_build_args
 
     m = cfg.model
+    arch_conf = dict(m.arch_conf)
+    if embed_dims:
+        given = dict(arch_conf.get("continuous") or {})
+        for name, dim in embed_dims.items():
+            if given.setdefault(name, dim) != dim:
+                raise ValueError(f"model.arch_conf.continuous.{name} = {given[name]}, but the data's "
+                                 f"features have embed_dim {dim}")
+        arch_conf["continuous"] = given
     if "head_ranges" in m.arch_conf and not m.restrict_heads:
         raise ValueError("model.restrict_heads is false but model.arch_conf.head_ranges is set: "
                          "drop head_ranges for full heads, or keep restrict_heads (explicit ranges win)")
     from_vocab = vocab_build_args(vocab, m.text_tokenizer, m.restrict_heads and "head_ranges" not in m.arch_conf)
     return build_speechlm(m.arch, m.body, dict(m.body_conf), vocab.size, vocab.max_streams, **from_vocab,
-                          **m.arch_conf)
+                          **arch_conf)
 
 
 def model_assets(dataset, output_dir: Path) -> Dict[str, Path]:
@@ -152,7 +172,8 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
     vocab = JointVocabulary.load(args.vocab)
     train_data = build_data(args.train_data_json, vocab, cfg, shuffle=True, valid=False)
     valid_data = build_data(args.valid_data_json, vocab, cfg, shuffle=False, valid=True) if args.valid_data_json else None
-    model = build_model(cfg, vocab)
+    embed_dims = data_embed_dims(train_data.dataset)
+    model = build_model(cfg, vocab, embed_dims)
     if D.is_main():
         n = sum(p.numel() for p in model.parameters())
         log.info("model %s/%s: %.2fM parameters; %d train / %s valid examples; world size %d",
@@ -163,7 +184,7 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
     D.barrier()
     if D.is_main() and not args.no_export:
         state, used = select_weights(trainer.ckpt, cfg.run.keep_best_k)
-        out = export_model(args.output_dir / "model", lambda: build_model(cfg, vocab), state,
+        out = export_model(args.output_dir / "model", lambda: build_model(cfg, vocab, embed_dims), state,
                            vocab_json_path(args.vocab), extra={"averaged_checkpoints": used, "train_config": to_dict(cfg)},
                            assets=model_assets(train_data.dataset, args.output_dir))
         summary["exported"] = str(out)

@@ -7,6 +7,9 @@ Single-stream items fill stream 0 and put <pad> in the others; multi-stream item
 fill all their streams. weight[t, k] is the loss weight of *predicting* seq[t, k]:
 zero on conditions and pads, the tokenizer's weight on targets, 1 on the target
 indicators and the final <sos/eos>.
+
+A continuous item (`tokenizers.continuous`) is placeholder tokens like any other item;
+its features travel beside the sequence (`side_features`), tagged with their frames.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ class Segment:
     tokenizer: str
     tokens: np.ndarray  # [T, n_streams] local ids
     is_target: bool
+    feats: Optional[np.ndarray] = None  # [T, embed_dim] side features of a continuous item
+
+    def __post_init__(self):
+        if self.feats is not None and self.feats.shape[0] != self.tokens.shape[0]:
+            raise ValueError(f"{self.tokenizer}: {self.feats.shape[0]} feature rows for {self.tokens.shape[0]} frames")
 
 
 def stream_weights(loss_weights: Optional[LossWeights], name: str, n_streams: int) -> np.ndarray:
@@ -61,6 +69,22 @@ def assemble(vocab: JointVocabulary, task: str, segments: List[Segment], nq: Opt
         seq[t, 0] = SOS_EOS
         weight[t, 0] = 1.0
     return seq, weight
+
+
+def side_features(segments: List[Segment]) -> Dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Features of the continuous segments, with the frame each row sits at in `assemble`'s
+    output: name -> (frames int64 [M], feats float32 [M, embed_dim]); {} if there are none."""
+    out: Dict[str, tuple[list, list]] = {}
+    t = 1  # after the task token
+    for seg in segments:
+        t += 1  # the indicator
+        n = seg.tokens.shape[0]
+        if seg.feats is not None:
+            frames, feats = out.setdefault(seg.tokenizer, ([], []))
+            frames.append(np.arange(t, t + n, dtype=np.int64))
+            feats.append(np.asarray(seg.feats, dtype=np.float32))
+        t += n
+    return {name: (np.concatenate(f), np.concatenate(x)) for name, (f, x) in out.items()}
 
 
 def assembled_length(item_lengths: Sequence[int]) -> int:

@@ -2,6 +2,11 @@
 
 Only small per-example metadata (ids, item lengths) is held in memory; tokens are
 read from memory-mapped shards when an example is asked for.
+
+Continuous items (`tokenizers.continuous`) add side features to an example and a batch:
+`feats[name]` [M, embed_dim] float32 (every placeholder frame, example by example, frame by
+frame) and `feat_pos[name]` [M, 2] (example, frame in the assembled sequence). Examples and
+batches without continuous items have neither key.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import numpy as np
 import torch
 
-from espnet2.speechlm.data.assemble import LossWeights, Segment, assemble, assembled_length
+from espnet2.speechlm.data.assemble import LossWeights, Segment, assemble, assembled_length, side_features
 from espnet2.speechlm.data.prepare import DATA_FORMAT
 from espnet2.speechlm.tasks.template import TaskTemplate
 from espnet2.speechlm.vocab import PAD, JointVocabulary
@@ -26,17 +31,31 @@ log = logging.getLogger(__name__)
 class Shard:
     """One shard dir: ids, per-item lengths in memory, tokens memory-mapped on first use."""
 
-    def __init__(self, path: Path, n_items: int):
+    def __init__(self, path: Path, n_items: int, feat_items: Sequence[int] = ()):
         self.path = Path(path)
         self.ids = self.path.joinpath("ids.txt").read_text().split()
         self.lengths = [np.load(self.path / f"item{j}.len.npy") for j in range(n_items)]
         self.offsets = [np.concatenate([[0], np.cumsum(l)]) for l in self.lengths]
         self._tokens: Optional[List[np.ndarray]] = None
+        self.feat_items = set(feat_items)  # continuous items: item<j>.feat.npy beside the tokens
+        for j in self.feat_items:
+            if not (self.path / f"item{j}.feat.npy").is_file():
+                raise FileNotFoundError(f"{self.path}/item{j}.feat.npy missing: the manifest says item {j} is "
+                                        "continuous; re-run preparation")
+        self._feats: Dict[int, np.ndarray] = {}
 
     def item_tokens(self, j: int, k: int) -> np.ndarray:
         if self._tokens is None:
             self._tokens = [np.load(self.path / f"item{i}.npy", mmap_mode="r") for i in range(len(self.lengths))]
         return np.asarray(self._tokens[j][self.offsets[j][k] : self.offsets[j][k + 1]], dtype=np.int64)
+
+    def item_feats(self, j: int, k: int) -> Optional[np.ndarray]:
+        """float32 [T, embed_dim] features of continuous item j of example k (None: a discrete item)."""
+        if j not in self.feat_items:
+            return None
+        if j not in self._feats:
+            self._feats[j] = np.load(self.path / f"item{j}.feat.npy", mmap_mode="r")
+        return np.asarray(self._feats[j][self.offsets[j][k] : self.offsets[j][k + 1]], dtype=np.float32)
 
 
 class Manifest:
@@ -50,8 +69,13 @@ class Manifest:
         self.meta = meta
         self.task: str = meta["task"]
         self.template = TaskTemplate.from_dict(meta["template"], source=str(path))
+        # continuous items: tokenizer name -> embed_dim (absent from older manifests)
+        self.embed_dims: Dict[str, int] = {name: int(info["embed_dim"]) for name, info in meta["tokenizers"].items()
+                                           if info.get("embed_dim") is not None}
+        self.template.check_conditions_only(self.embed_dims, str(path))
         n_items = len(self.template.items)
-        self.shards = [Shard(self.path.parent / s["path"], n_items) for s in meta["shards"]]
+        feat_items = [j for j, it in enumerate(self.template.items) if it.tokenizer in self.embed_dims]
+        self.shards = [Shard(self.path.parent / s["path"], n_items, feat_items) for s in meta["shards"]]
 
     def examples(self) -> Iterator[tuple[int, int, str, int]]:
         """(shard index, index in shard, id, assembled length) of every example."""
@@ -67,7 +91,7 @@ class Manifest:
             is_target = j >= n_cond
             if is_target and not with_targets:
                 break
-            segs.append(Segment(it.tokenizer, shard.item_tokens(j, k), is_target))
+            segs.append(Segment(it.tokenizer, shard.item_tokens(j, k), is_target, shard.item_feats(j, k)))
         return segs
 
 
@@ -119,7 +143,7 @@ class SpeechLMDataset(torch.utils.data.Dataset):
         m = self.manifests[self.sources[i]]
         segs = m.segments(self._shard[i], self._index[i])
         seq, weight = assemble(self.vocab, m.task, segs, self.vocab.max_streams, self.loss_weights)
-        return {"id": self.example_id(i), "task": m.task, "seq": seq, "weight": weight}
+        return {"id": self.example_id(i), "task": m.task, "seq": seq, "weight": weight, **_side(segs)}
 
     def prefix(self, i: int) -> dict:
         """Inference input: task + conditions + the first target's indicator, and the target tokens."""
@@ -137,7 +161,16 @@ class SpeechLMDataset(torch.utils.data.Dataset):
             "condition_length": sum(s.tokens.shape[0] for s in segs[:n_cond]),
             "target_tokenizer": first_target,
             "target": segs[n_cond].tokens,
+            **_side(segs[:n_cond]),
         }
+
+
+def _side(segs: List[Segment]) -> dict:
+    """{"feats": {name: [M, D]}, "feat_pos": {name: [M] frames}} of the continuous segments, or {}."""
+    side = side_features(segs)
+    if not side:
+        return {}
+    return {"feats": {n: x for n, (_, x) in side.items()}, "feat_pos": {n: t for n, (t, _) in side.items()}}
 
 
 class TokenBatchSampler(torch.utils.data.Sampler):
@@ -230,10 +263,46 @@ def collate(examples: List[dict]) -> dict:
         n = e["seq"].shape[0]
         seqs[b, :n] = torch.from_numpy(e["seq"])
         weights[b, :n] = torch.from_numpy(e["weight"])
-    return {
+    batch = {
         "seqs": seqs,
         "weights": weights,
         "lengths": torch.tensor([e["seq"].shape[0] for e in examples], dtype=torch.long),
         "ids": [e["id"] for e in examples],
         "tasks": [e["task"] for e in examples],
     }
+    if any("feats" in e for e in examples):
+        batch["feats"], batch["feat_pos"] = collate_feats(examples)
+    return batch
+
+
+def collate_feats(examples: List[dict]) -> tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+    """Side features of continuous items -> feats {name: [M, D] float32} and feat_pos
+    {name: [M, 2] long (example, frame)}, ordered by example then frame: the order in which
+    the model meets the placeholders of the batch."""
+    names = sorted({n for e in examples for n in e.get("feats", {})})
+    feats, pos = {}, {}
+    for name in names:
+        xs, ps = [], []
+        for b, e in enumerate(examples):
+            if name in e.get("feats", {}):
+                t = torch.from_numpy(np.asarray(e["feat_pos"][name], dtype=np.int64))
+                xs.append(torch.from_numpy(np.asarray(e["feats"][name], dtype=np.float32)))
+                ps.append(torch.stack([torch.full_like(t, b), t], dim=1))
+        feats[name], pos[name] = torch.cat(xs), torch.cat(ps)
+    return feats, pos
+
+
+def side_inputs(batch: dict, rows: Optional[Sequence[int]] = None) -> dict:
+    """The model's side keyword arguments of a batch ({} without continuous items), for
+    `model(seqs, weights, lengths, **side_inputs(batch))`. rows: keep only these examples
+    (in this order), like `batch["seqs"][rows]`."""
+    if "feats" not in batch:
+        return {}
+    if rows is None:
+        return {"feats": batch["feats"]}
+    feats = {}
+    for name, x in batch["feats"].items():
+        b = batch["feat_pos"][name][:, 0]
+        picked = [x[b == r] for r in rows]  # keep the example-then-frame order
+        feats[name] = torch.cat(picked) if picked else x[:0]
+    return {"feats": feats}

@@ -27,7 +27,7 @@ from typing import Iterator, List
 import torch
 
 from espnet2.speechlm.data.assemble import assemble, assembled_length
-from espnet2.speechlm.data.dataset import Manifest, SpeechLMDataset, collate
+from espnet2.speechlm.data.dataset import Manifest, SpeechLMDataset, _side, collate, side_inputs
 from espnet2.speechlm.tasks.template import TaskTemplate
 
 REJECTED_MARK = "rejected"
@@ -76,7 +76,7 @@ class PreferenceDataset(SpeechLMDataset):
         segs = m.segments(self._shard[i], self._index[i])
         n_cond, n_tgt = len(m.template.conditions), len(m.lm_template.targets)
         cond = segs[:n_cond]
-        out = {"id": self.example_id(i), "task": m.task}
+        out = {"id": self.example_id(i), "task": m.task, **_side(cond)}  # continuous items are conditions only
         for name, targets in (("chosen", segs[n_cond:n_cond + n_tgt]), ("rejected", segs[n_cond + n_tgt:])):
             out[name] = assemble(self.vocab, m.task, cond + targets, self.vocab.max_streams, self.loss_weights)
         return out
@@ -84,8 +84,10 @@ class PreferenceDataset(SpeechLMDataset):
 
 def collate_pairs(pairs: List[dict]) -> dict:
     """P pairs -> seqs / weights [2P, T, nq], lengths [2P] (chosen rows, then rejected rows),
-    plus ids / tasks [P] and ``n_pairs`` P."""
-    rows = [{"id": p["id"], "task": p["task"], "seq": p[side][0], "weight": p[side][1]}
+    plus ids / tasks [P], ``n_pairs`` P, and the side features of continuous items (each
+    pair's features twice, for its chosen and its rejected row)."""
+    rows = [{"id": p["id"], "task": p["task"], "seq": p[side][0], "weight": p[side][1],
+             **{k: p[k] for k in ("feats", "feat_pos") if k in p}}
             for side in ("chosen", "rejected") for p in pairs]
     batch = collate(rows)
     batch["ids"], batch["tasks"] = [p["id"] for p in pairs], [p["task"] for p in pairs]
@@ -99,4 +101,4 @@ def pair_rows(batch: dict, idx: List[int]) -> dict:
     ix = torch.tensor(list(idx) + [i + P for i in idx])
     T = int(batch["lengths"][ix].max())
     return {"seqs": batch["seqs"][ix, :T], "weights": batch["weights"][ix, :T], "lengths": batch["lengths"][ix],
-            "n_pairs": len(idx)}
+            "n_pairs": len(idx), **side_inputs(batch, ix.tolist())}

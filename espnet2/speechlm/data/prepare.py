@@ -5,7 +5,10 @@ Layout written under `out_dir` (one task, one split):
     data.json                 manifest (task, template, tokenizers, shard list, counts)
     skipped.txt               `file:line id reason` for every example not in the output
     shards/shard_00000/       ids.txt, item<j>.npy [sum_T, n_streams] int32, item<j>.len.npy [N]
+                              item<j>.feat.npy [sum_T, embed_dim] float (continuous items only)
 
+A continuous item (`tokenizers.continuous`) has placeholder tokens plus float features
+with the same row offsets; data.json gives its `embed_dim` in the tokenizer entry.
 Tokens are *local* ids of each tokenizer; the joint vocabulary (stage 6) maps them
 to global ids at load time, so adding a task later never re-tokenizes anything.
 Shards are independent jobs: each is written to a temporary dir and renamed when
@@ -77,6 +80,8 @@ def train_tokenizers(data_dir: Path, templates: Sequence[TaskTemplate], specs: D
     """
     from espnet2.speechlm.tokenizers import TOKENIZERS, train_tokenizer
 
+    for t in templates:
+        check_continuous_conditions(t, specs)
     trained = []
     for name in sorted({it.tokenizer for t in templates for it in t.items}):
         spec = _spec(specs, name)
@@ -118,6 +123,13 @@ def _training_items(data_dir, templates, name, cls, max_items, seed):
     return items
 
 
+def check_continuous_conditions(template: TaskTemplate, specs: Dict[str, TokenizerSpec]) -> None:
+    """Refuse a template whose target is a continuous item (placeholder + side features)."""
+    from espnet2.speechlm.tokenizers.continuous import is_continuous
+
+    template.check_conditions_only(n for n in template.tokenizers if n in specs and is_continuous(specs[n].type))
+
+
 def _spec(specs: Dict[str, TokenizerSpec], name: str) -> TokenizerSpec:
     if name not in specs:
         raise KeyError(f"tokenizer {name!r} is used by a template but missing from the tokenizer config "
@@ -151,6 +163,7 @@ def plan(job: PrepareJob) -> tuple[List[List[str]], List[Skip], dict]:
     """Validate the index files and split the kept ids into shards (plus the read tables)."""
     for it in job.template.items:
         _spec(job.specs, it.tokenizer)
+    check_continuous_conditions(job.template, job.specs)
     kept, tables, skips = join_items(job.data_dir, [it.name for it in job.template.items])
     return shard_ids(kept, job.shard_size), skips, tables
 
@@ -177,6 +190,7 @@ def tokenize_shard(job: PrepareJob, index: int, ids: List[str], tables: Dict[str
     items = job.template.items
     contexts = [ReadContext(job.data_dir, tokenizers[it.tokenizer].sample_rate, job.max_seconds) for it in items]
     tokens: Dict[str, List[np.ndarray]] = {}  # id -> per-item arrays
+    feats: Dict[str, List[Optional[np.ndarray]]] = {}  # id -> per-item features (None: a discrete item)
     skips: List[Skip] = []
     for start in range(0, len(ids), job.batch_size):
         batch = ids[start : start + job.batch_size]
@@ -197,7 +211,8 @@ def tokenize_shard(job: PrepareJob, index: int, ids: List[str], tables: Dict[str
         for i in batch:
             if i in bad:
                 continue
-            arrays = [np.asarray(d[i]) for d in per_item]
+            results = [d[i] for d in per_item]  # token array, or (tokens, features) of a continuous item
+            arrays = [np.asarray(r[0] if isinstance(r, tuple) else r) for r in results]
             too_long = job.max_frames and max(a.shape[0] for a in arrays) > job.max_frames
             empty = next((it.name for it, a in zip(items, arrays) if a.shape[0] == 0), None)
             if too_long or empty:
@@ -205,8 +220,18 @@ def tokenize_shard(job: PrepareJob, index: int, ids: List[str], tables: Dict[str
                 skips.append(Skip(i, str(job.data_dir / items[0].name), tables[items[0].name][i].line, reason))
                 continue
             tokens[i] = arrays
-    _write_shard(final, [i for i in ids if i in tokens], tokens, len(items), skips)
+            feats[i] = [r[1] if isinstance(r, tuple) else None for r in results]
+    feat_dtypes = [getattr(tokenizers[it.tokenizer], "store_dtype", None) for it in items]
+    _write_shard(final, [i for i in ids if i in tokens], tokens, len(items), skips, feats,
+                 [_embed_dim(tokenizers[it.tokenizer]) for it in items], feat_dtypes)
     return len(tokens)
+
+
+def _embed_dim(tok) -> Optional[int]:
+    """Feature size of a continuous tokenizer, None for a discrete one."""
+    from espnet2.speechlm.tokenizers.continuous import ContinuousTokenizer
+
+    return int(tok.embed_dim) if isinstance(tok, ContinuousTokenizer) else None
 
 
 def _tokenize_batch(tok, name: str, raw: list, ids: List[str], skip) -> Dict[str, np.ndarray]:
@@ -214,20 +239,30 @@ def _tokenize_batch(tok, name: str, raw: list, ids: List[str], skip) -> Dict[str
     item (an unknown note, NaN audio, ...) is skipped with its reason instead of failing the shard."""
     if not raw:
         return {}
+    encode = _encoder(tok)
     try:
-        return dict(zip(ids, tok.tokenize(raw)))
+        return dict(zip(ids, encode(raw)))
     except ValueError:
         pass
     out = {}
     for i, item in zip(ids, raw):
         try:
-            out[i] = tok.tokenize([item])[0]
+            out[i] = encode([item])[0]
         except ValueError as e:
             skip(i, f"tokenizer {name}: {e}")
     return out
 
 
-def _write_shard(final: Path, kept: List[str], tokens, n_items: int, skips: List[Skip]) -> None:
+def _encoder(tok):
+    """`tokenize`, or for a continuous tokenizer one pass giving (tokens, features) per item."""
+    if _embed_dim(tok) is None:
+        return tok.tokenize
+    return lambda raw: list(zip(*tok.encode(raw))) if raw else []
+
+
+def _write_shard(final: Path, kept: List[str], tokens, n_items: int, skips: List[Skip], feats=None,
+                 embed_dims: Optional[List[Optional[int]]] = None,
+                 feat_dtypes: Optional[List[Optional[str]]] = None) -> None:
     tmp = final.with_name(final.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -239,6 +274,11 @@ def _write_shard(final: Path, kept: List[str], tokens, n_items: int, skips: List
         flat = np.concatenate(arrays, axis=0) if arrays else np.zeros((0, width))
         np.save(tmp / f"item{j}.npy", flat.astype(np.int32))
         np.save(tmp / f"item{j}.len.npy", np.array([a.shape[0] for a in arrays], dtype=np.int64))
+        dim = embed_dims[j] if embed_dims else None
+        if dim is not None:  # continuous item: features with the same row offsets as the tokens
+            rows = [feats[i][j] for i in kept]
+            flat = np.concatenate(rows, axis=0) if rows else np.zeros((0, dim), dtype=np.float32)
+            np.save(tmp / f"item{j}.feat.npy", flat.astype((feat_dtypes or [None] * n_items)[j] or np.float32))
     (tmp / "skipped.txt").write_text("".join(f"{s}\n" for s in skips))
     (tmp / "num_examples").write_text(str(len(kept)))
     (tmp / "done").touch()
@@ -333,6 +373,8 @@ def _tokenizer_summary(job: PrepareJob) -> dict:
             "frame_rate": tok.frame_rate,
             "sample_rate": tok.sample_rate,
         }
+        if _embed_dim(tok) is not None:  # continuous item: features beside the placeholder tokens
+            out[name]["embed_dim"] = _embed_dim(tok)
     return out
 
 

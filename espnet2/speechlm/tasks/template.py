@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import Iterable, List, Optional, Union
 
 import yaml
 
@@ -53,6 +53,17 @@ class TaskTemplate:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def check_conditions_only(self, continuous: Iterable[str], source: str = "") -> None:
+        """Continuous items (placeholder + side features; `tokenizers.continuous`) cannot be
+        targets: nothing predicts or decodes them. `continuous`: their tokenizer names."""
+        names = set(continuous)
+        for it in self.targets:
+            if it.tokenizer in names:
+                raise ValueError(
+                    f"template {self.task!r}{f' ({source})' if source else ''}: target item {it.name!r} uses the "
+                    f"continuous tokenizer {it.tokenizer!r}; a continuous item (placeholder token + side "
+                    "features) can only be a condition")
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "<dict>") -> "TaskTemplate":

@@ -53,21 +53,23 @@ def scoring_mode(model: nn.Module) -> Iterator[None]:
             m.training = mode
 
 
-def sequence_logprob(model: nn.Module, seq: torch.Tensor, weight: torch.Tensor, lengths: torch.Tensor
-                     ) -> torch.Tensor:
+def sequence_logprob(model: nn.Module, seq: torch.Tensor, weight: torch.Tensor, lengths: torch.Tensor,
+                     feats: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
     """seq [B, T, nq], weight [B, T, nq], lengths [B] -> sum_{t,k} w * log p(seq[t, k]) [B].
 
+    feats: side features of continuous items (example by example), as the model takes them.
     Architectures whose loss rows are not examples (multiscale: one row per frame) are scored one example at a time.
     """
-    _, stats, _ = model(seq, weight, lengths)
+    _, stats, _ = model(seq, weight, lengths, **({"feats": feats} if feats else {}))
     got = per_example(stats, weight)
     if got is None:
         if not getattr(model, "_dpo_warned_loop", False):
             log.warning("%s: loss rows are not examples; sequence log-probs are computed one example at a time",
                         type(model).__name__)
             model._dpo_warned_loop = True
+        per_row = model.split_features(seq, lengths, feats) if feats else [None] * seq.shape[0]
         return torch.cat([sequence_logprob(model, seq[b:b + 1, :int(lengths[b])], weight[b:b + 1, :int(lengths[b])],
-                                           lengths[b:b + 1]) for b in range(seq.shape[0])])
+                                           lengths[b:b + 1], per_row[b]) for b in range(seq.shape[0])])
     logp, _, scored = got
     expected = weight.float().reshape(weight.shape[0], -1).sum(1)
     if not torch.allclose(scored.float(), expected, rtol=1e-4, atol=1e-4):
@@ -105,16 +107,16 @@ class DPOModel(nn.Module):
     def reference_to(self, device: torch.device, dtype: Optional[torch.dtype] = None) -> None:
         self._reference[0] = self.reference.to(device=device, dtype=dtype)
 
-    def forward(self, seq: torch.Tensor, weight: torch.Tensor, lengths: torch.Tensor
-                ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+    def forward(self, seq: torch.Tensor, weight: torch.Tensor, lengths: torch.Tensor,
+                feats: Optional[Dict[str, torch.Tensor]] = None) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         B = seq.shape[0]
         if B % 2:
             raise ValueError(f"a DPO batch holds chosen rows then rejected rows; got an odd batch of {B}")
         P = B // 2
         with scoring_mode(self.policy):
-            logp = sequence_logprob(self.policy, seq, weight, lengths)  # [2P]
+            logp = sequence_logprob(self.policy, seq, weight, lengths, feats)  # [2P]
         with torch.no_grad():
-            ref = sequence_logprob(self.reference, seq, weight, lengths)  # [2P]
+            ref = sequence_logprob(self.reference, seq, weight, lengths, feats)  # [2P]
         losses, rewards = dpo_loss(logp[:P], logp[P:], ref[:P], ref[P:], self.beta)
         loss = losses.mean()
         correct = (rewards["margin"] > 0).float()

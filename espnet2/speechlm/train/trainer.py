@@ -38,6 +38,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from espnet2.speechlm.data.dataset import side_inputs
 from espnet2.speechlm.train import distributed as D
 from espnet2.speechlm.train.checkpoint import CheckpointManager, load_weights, rng_state, set_rng_state
 from espnet2.speechlm.train.config import ConfigError, TrainConfig, dump_config
@@ -261,7 +262,7 @@ class Trainer:
                 if not real and dummy is None:  # this rank got no validation batch at all
                     dummy = ("", self._to_device(self.valid_data.collate([self.valid_data.dataset[0]])))
                 task, batch = unit if real else dummy
-                loss, stats, wsum = engine(batch["seqs"], batch["weights"], batch["lengths"])
+                loss, stats, wsum = engine(batch["seqs"], batch["weights"], batch["lengths"], **side_inputs(batch))
                 dummy = (task, batch)
                 if real:
                     w = float(wsum)
@@ -301,7 +302,13 @@ class Trainer:
 
     def _to_device(self, batch: dict) -> dict:
         dev = self.engine.device
-        return {k: (v.to(dev, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+        def move(v):
+            if isinstance(v, dict):  # side features of continuous items: {name: tensor}
+                return {k: move(x) for k, x in v.items()}
+            return v.to(dev, non_blocking=True) if torch.is_tensor(v) else v
+
+        return {k: move(v) for k, v in batch.items()}
 
     def _train_loop(self) -> None:
         from tqdm import tqdm
@@ -345,7 +352,7 @@ class Trainer:
     def _train_micro_batch(self, batch: dict, window: dict) -> bool:
         """Forward/backward one micro-batch; True when it completed an optimizer step."""
         engine, st = self.engine, self.state
-        loss, stats, wsum = engine(batch["seqs"], batch["weights"], batch["lengths"])
+        loss, stats, wsum = engine(batch["seqs"], batch["weights"], batch["lengths"], **side_inputs(batch))
         if D.all_reduce([0.0 if torch.isfinite(loss).item() else 1.0], "max")[0]:
             st.nonfinite_total += 1
             st.nonfinite_run += 1
@@ -437,6 +444,8 @@ class Trainer:
                     T = int(batch["lengths"][ix].max())
                     sub = {"seqs": batch["seqs"][ix, :T], "weights": batch["weights"][ix, :T],
                            "lengths": batch["lengths"][ix]}
+                    if "feats" in batch:  # continuous items: the side features of these examples
+                        sub["feats"] = side_inputs(batch, idx)["feats"]
                 yield task, self._to_device(sub)
 
     def _validate_and_report(self) -> None:

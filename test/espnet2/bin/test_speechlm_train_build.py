@@ -34,3 +34,14 @@ def test_conflicting_head_settings_are_refused(tmp_path):
     cfg = _cfg(tmp_path, ", restrict_heads: false, arch_conf: {head_ranges: [[[0, 30]], [[0, 30]]]}")
     with pytest.raises(ValueError, match="restrict_heads is false but model.arch_conf.head_ranges"):
         speechlm_train.build_model(cfg, _vocab())
+
+
+def test_continuous_feature_size_comes_from_the_data(tmp_path):
+    v = _vocab()
+    v.add_tokenizer("spk", "spk_embedding", 1, 1)
+    model = speechlm_train.build_model(_cfg(tmp_path, ""), v, {"spk": 12})
+    assert model.continuous_proj["spk"].in_features == 12
+    with pytest.raises(ValueError, match="continuous.spk = 8, but the data's features have embed_dim 12"):
+        speechlm_train.build_model(_cfg(tmp_path, ", arch_conf: {continuous: {spk: 8}}"), v, {"spk": 12})
+    with pytest.raises(ValueError, match="gives no feature size"):
+        speechlm_train.build_model(_cfg(tmp_path, ""), v)

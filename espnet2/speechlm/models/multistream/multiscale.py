@@ -18,7 +18,7 @@ import torch.nn as nn
 from espnet2.speechlm.models.bodies.builtin import BuiltinBody, BuiltinBodyConfig
 from espnet2.speechlm.models.heads import HeadRanges
 from espnet2.speechlm.models.multistream import MULTISTREAM_LMS
-from espnet2.speechlm.models.multistream.abs_lm import AbsMultiStreamLM
+from espnet2.speechlm.models.multistream.abs_lm import AbsMultiStreamLM, Feats
 from espnet2.speechlm.models.multistream.patterns import parallel_pattern
 
 
@@ -38,11 +38,11 @@ class MultiScaleLM(AbsMultiStreamLM):
         """h [M, D] (global state), prev [M, k] (streams < k of the frame) -> [M, k + 1, D]."""
         return self.local(torch.cat([h[:, None], self.embed(prev)], dim=1))
 
-    def forward(self, seq: torch.Tensor, weight: torch.Tensor, lengths: torch.Tensor
+    def forward(self, seq: torch.Tensor, weight: torch.Tensor, lengths: torch.Tensor, feats: Optional[Feats] = None
                 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         T = int(lengths.max())
         seq, weight = seq[:, :T], weight[:, :T]
-        h = self.body(self.embed_rows(seq[:, :-1]))  # [B, T-1, D]
+        h = self.body(self.embed_rows(seq[:, :-1], feats))  # [B, T-1, D]
         tgt, w = seq[:, 1:], weight[:, 1:]  # [B, T-1, nq]
         sel = (w > 0).any(dim=-1)  # [B, T-1] frames with something to learn
         z = self.local_hidden(h[sel], tgt[sel][:, :-1])  # [M, nq, D] (teacher forcing)

@@ -4,6 +4,9 @@ Training: rows = pattern.build(seq); the body reads rows[:-1] and every stream h
 predicts rows[1:]. The weights go through the same pattern, so each target token of
 each stream is predicted exactly once (the very first token, the task id, has no
 context and must carry weight 0 - it is a condition anyway).
+
+Continuous items: their placeholders sit in stream 0, which no pattern shifts, so the
+placeholder of frame t is in row t and `embed_rows` puts its features there.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch.nn as nn
 from espnet2.speechlm.inference.decoding import PrecomputedFrame
 from espnet2.speechlm.models.heads import HeadRanges
 from espnet2.speechlm.models.multistream import MULTISTREAM_LMS
-from espnet2.speechlm.models.multistream.abs_lm import AbsMultiStreamLM
+from espnet2.speechlm.models.multistream.abs_lm import AbsMultiStreamLM, Feats
 from espnet2.speechlm.models.multistream.patterns import CodebookPattern, delay_pattern, parallel_pattern
 from espnet2.speechlm.vocab import PAD
 
@@ -28,12 +31,12 @@ class PatternLM(AbsMultiStreamLM):
         assert pattern.n_streams == n_streams
         self.pattern = pattern
 
-    def forward(self, seq: torch.Tensor, weight: torch.Tensor, lengths: torch.Tensor
-                ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+    def forward(self, seq: torch.Tensor, weight: torch.Tensor, lengths: torch.Tensor,
+                feats: Optional[Feats] = None) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         T = int(lengths.max()) + self.pattern.max_shift  # rows holding any real token
         rows = self.pattern.build(seq, fill=PAD)[:, :T]  # [B, T, nq]
         wrows = self.pattern.build(weight, fill=0.0)[:, :T]  # [B, T, nq]
-        h = self.body(self.embed_rows(rows[:, :-1]))  # [B, T-1, D]
+        h = self.body(self.embed_rows(rows[:, :-1], feats))  # [B, T-1, D]
         return self.weighted_loss(h, rows[:, 1:], wrows[:, 1:])
 
     # ---- decoding hooks used by inference.decoding.decode ------------------------------

@@ -27,6 +27,10 @@ tokens actually predicted (AR stream-0 targets + the chosen NAR targets).
 Generation: AR decoding of stream 0 with the shared loop (KV cache, any search method,
 stream-0 modality masking), then greedy NAR filling, stream by stream, of the frames
 whose stream-0 token belongs to a multi-stream tokenizer (ModalityTable rules; PAD elsewhere).
+
+Continuous items (conditions, placeholders in stream 0): both stages see their projected
+features in place of the placeholder embedding (`continuous_inputs`), in training and in
+generation (AR prompt, and every NAR pass over the prefix).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from espnet2.speechlm.inference.masking import ModalityTable
 from espnet2.speechlm.inference.search import SearchConfig
 from espnet2.speechlm.models.heads import HeadRanges
 from espnet2.speechlm.models.multistream import MULTISTREAM_LMS
-from espnet2.speechlm.models.multistream.abs_lm import AbsMultiStreamLM
+from espnet2.speechlm.models.multistream.abs_lm import AbsMultiStreamLM, Feats
 from espnet2.speechlm.models.multistream.patterns import parallel_pattern
 from espnet2.speechlm.vocab import PAD, SOS_EOS
 
@@ -75,14 +79,18 @@ class ValleLM(AbsMultiStreamLM):
 
     # ---- the two stages ----------------------------------------------------------------
     def nar_hidden(self, seq: torch.Tensor, is_target: torch.Tensor, k: torch.Tensor,
-                   valid: torch.Tensor) -> torch.Tensor:
+                   valid: torch.Tensor, feats: Optional[Feats] = None) -> torch.Tensor:
         """seq / is_target [M, T, nq], k [M] (stream to predict), valid [M, T] -> [M, T, D].
 
         Target tokens of streams >= k are hidden; everything else is summed per frame.
+        feats: side features of the placeholders of continuous items (conditions: visible).
         """
         stream = torch.arange(self.n_streams, device=seq.device)  # [nq]
         visible = ~(is_target & (stream >= k[:, None, None]))  # [M, T, nq]
+        seq, add = self.continuous_inputs(seq, feats)
         x = (self.embed(seq) * visible[..., None]).sum(dim=2)  # [M, T, D]
+        if add is not None:
+            x = x.index_put(add[0], add[1], accumulate=True)
         x = x + self.stream_embed(k)[:, None]  # [M, T, D]
         return self.nar_body(x, key_valid=valid)
 
@@ -102,19 +110,19 @@ class ValleLM(AbsMultiStreamLM):
         probs = torch.where(has.any(dim=1, keepdim=True), has.float(), torch.ones_like(has, dtype=torch.float))
         return [torch.multinomial(probs, 1).squeeze(1) + 1]  # [B] in 1..nq-1
 
-    def forward(self, seq: torch.Tensor, weight: torch.Tensor, lengths: torch.Tensor
-                ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+    def forward(self, seq: torch.Tensor, weight: torch.Tensor, lengths: torch.Tensor,
+                feats: Optional[Feats] = None) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         T = int(lengths.max())
         seq, weight = seq[:, :T], weight[:, :T]  # [B, T, nq]
         B, nq = seq.shape[0], self.n_streams
         # every loss term is on the grid of frames 1..T-1 (frame 0, the task token, is a condition)
-        h_ar = self.body(self.embed(seq[:, :-1, 0]))  # [B, T-1, D]: predicts stream 0 of frames 1..T-1
+        h_ar = self.body(self.embed_rows(seq[:, :-1, :1], feats))  # [B, T-1, D]: stream 0 of frames 1..T-1
         states = [h_ar] * nq  # stream k's state; placeholder where no NAR pass predicts k
         used = weight.new_zeros(B, nq)  # [B, nq] which (example, stream) are scored
         used[:, 0] = 1.0
         valid = torch.arange(T, device=seq.device)[None] < lengths[:, None]  # [B, T]
         for k in self.pick_nar_streams(weight):  # k [B]
-            z = self.nar_hidden(seq, weight > 0, k, valid)[:, 1:]  # [B, T-1, D]
+            z = self.nar_hidden(seq, weight > 0, k, valid, feats)[:, 1:]  # [B, T-1, D]
             for s in k.unique().tolist():
                 rows = (k == s)[:, None, None]  # [B, 1, 1]
                 states[s] = z if bool(rows.all()) else torch.where(rows, z, states[s])
@@ -127,16 +135,18 @@ class ValleLM(AbsMultiStreamLM):
 
     def next_frame(self, rows, pos, valid, cache) -> PrecomputedFrame:
         """rows [N, T, 1] (stream 0) -> scores of stream 0 of the next frame."""
-        h = self.body(self.embed(rows[..., 0]), pos, valid, cache)[:, -1]  # [N, D]
+        h = self.body(self.embed_rows(rows[..., :1]), pos, valid, cache)[:, -1]  # [N, D]
         return PrecomputedFrame([self.head_logits(h, 0).float()])  # one stream: [N, V_0]
 
     @torch.inference_mode()
     def fill_streams(self, prefix: torch.Tensor, prefix_lengths: torch.Tensor,
-                     hyps: List[List[torch.Tensor]], table: ModalityTable) -> List[List[torch.Tensor]]:
+                     hyps: List[List[torch.Tensor]], table: ModalityTable,
+                     feats: Optional[Feats] = None) -> List[List[torch.Tensor]]:
         """NAR stage: stream-0 continuations [T_i, 1] -> [T_i, nq], greedy, one stream at a time.
 
         Every hypothesis becomes one right-padded row `prefix + continuation + eos`, the
-        same layout as a training sequence.
+        same layout as a training sequence. feats: the prompts' side features (per example
+        in order; each hypothesis row gets its example's).
         """
         device, nq = prefix.device, self.n_streams
         table = table.to(device)
@@ -155,6 +165,10 @@ class ValleLM(AbsMultiStreamLM):
             gen[m, l: l + g] = True
         ends = torch.tensor([l + g + 1 for l, g in zip(L, G)], device=device)  # [M] incl. eos
         valid = torch.arange(T, device=device)[None] < ends[:, None]  # [M, T]
+        side = None
+        if feats:
+            per_example = self.split_features(prefix, prefix_lengths, feats)
+            side = {name: torch.cat([per_example[b][name] for b, _ in owner]) for name in per_example[0]}
         tok0 = seq[..., 0][gen]  # [n_gen] stream-0 tokens of the generated frames
         heads = table.for_heads([self.head_ids(k) for k in range(nq)])
         for k in range(1, nq):
@@ -162,7 +176,7 @@ class ValleLM(AbsMultiStreamLM):
                 continue
             allowed = heads.stream_mask(tok0, k)  # [n_gen, V_k] head-k columns
             k_rows = torch.full((M,), k, dtype=torch.long, device=device)
-            z = self.nar_hidden(seq, gen[..., None].expand_as(seq), k_rows, valid)[gen]  # [n_gen, D]
+            z = self.nar_hidden(seq, gen[..., None].expand_as(seq), k_rows, valid, side)[gen]  # [n_gen, D]
             logits = self.head_logits(z, k).float().masked_fill(~allowed, float("-inf"))
             seq[..., k][gen] = heads.to_global(k, logits.argmax(dim=-1))
         out: List[List[torch.Tensor]] = [[None] * len(h) for h in hyps]
@@ -171,11 +185,13 @@ class ValleLM(AbsMultiStreamLM):
         return out
 
     def generate(self, prefix: torch.Tensor, prefix_lengths: torch.Tensor, search: SearchConfig,
-                 modality: ModalityTable, use_cache: bool = True) -> List[List[torch.Tensor]]:
+                 modality: ModalityTable, use_cache: bool = True, feats: Optional[Feats] = None
+                 ) -> List[List[torch.Tensor]]:
         was_training = self.training
         self.eval()
         try:
-            stream0 = decode(self, prefix[..., :1], prefix_lengths, search, modality, use_cache=use_cache)
-            return self.fill_streams(prefix, prefix_lengths, stream0, modality)
+            stream0 = self.decode_prompts(decode, prefix[..., :1], prefix_lengths, search,
+                                          self.forbid_continuous(modality), use_cache, feats)
+            return self.fill_streams(prefix, prefix_lengths, stream0, modality, feats)
         finally:
             self.train(was_training)

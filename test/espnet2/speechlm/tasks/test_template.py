@@ -7,7 +7,7 @@ from espnet2.speechlm.vocab import PAD, SOS_EOS, JointVocabulary
 
 # streams of the tokenizer names the built-in templates use
 SHAPES = {"text": (20, 1), "g2p": (12, 1), "codec": (8, 3), "codec_ssl": (8, 4), "spk_id": (4, 1),
-          "music_score": (10, 1), "vision": (6, 1)}
+          "music_score": (10, 1), "vision": (6, 1), "spk_embedding": (1, 1)}
 
 
 def test_every_builtin_assembles_correctly():

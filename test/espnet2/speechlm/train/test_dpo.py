@@ -182,3 +182,52 @@ def test_preference_dataset_from_prepared_data(tiny_data_dir, tokenizer_config, 
         (data_json.parent / "lm.json").write_text(json.dumps(lm))
         PreferenceDataset([data_json.parent / "lm.json"], vocab)
     assert len(SpeechLMDataset([data_json], vocab)) == 8  # still a valid manifest for LM readers
+
+
+# ---- continuous items (side features) in DPO ------------------------------------------
+SPK_ID, V_SPK = 280, 300  # a placeholder id above the special range of a larger vocabulary
+
+
+def _spk_rows(n: int, seed: int = 0):
+    """n toy rows whose frame 1 is a speaker-embedding placeholder (a condition)."""
+    b = collate([ToyDataset(n, seed)[i] for i in range(n)])
+    b["seqs"][:, 1, 0], b["seqs"][:, 1, 1:] = SPK_ID, 0
+    b["weights"][:, 1] = 0
+    return b
+
+
+@pytest.mark.parametrize("arch, conf", [("delay", {}), ("multiscale", {"local_heads": 2})])
+def test_sequence_logprob_follows_each_rows_side_features(arch, conf):
+    torch.manual_seed(0)
+    model = build_speechlm(arch, "builtin", BODY, V_SPK, NQ, continuous={"spk": 4},
+                           continuous_ids={"spk": SPK_ID}, **conf).eval()
+    b = _spk_rows(3)
+    feats = {"spk": torch.randn(3, 4)}
+    with torch.no_grad():
+        base = sequence_logprob(model, b["seqs"], b["weights"], b["lengths"], feats)
+        moved = {"spk": feats["spk"].clone()}
+        moved["spk"][1] += 3.0
+        other = sequence_logprob(model, b["seqs"], b["weights"], b["lengths"], moved)
+    changed = (other - base).abs() > 1e-5
+    assert changed.tolist() == [False, True, False]  # only the row whose features moved
+    with pytest.raises(ValueError, match="placeholder frame"):
+        sequence_logprob(model, b["seqs"], b["weights"], b["lengths"])  # features forgotten: an error
+
+
+def test_dpo_pairs_carry_side_features_through_collate_and_subsets():
+    rng = np.random.default_rng(0)
+    pairs = []
+    for i in range(3):
+        seq = np.full((6, NQ), 0, dtype=np.int64)
+        w = np.zeros((6, NQ), dtype=np.float32)
+        pairs.append({"id": f"p{i}", "task": "tts", "chosen": (seq, w), "rejected": (seq + 1, w),
+                      "feats": {"spk": rng.standard_normal((1, 4)).astype(np.float32)},
+                      "feat_pos": {"spk": np.array([2])}})
+    batch = collate_pairs(pairs)
+    f = batch["feats"]["spk"]
+    assert f.shape == (6, 4)  # chosen rows, then rejected rows, each with its pair's features
+    for i, p in enumerate(pairs):
+        assert torch.equal(f[i], torch.from_numpy(p["feats"]["spk"][0]))
+        assert torch.equal(f[i + 3], torch.from_numpy(p["feats"]["spk"][0]))
+    sub = pair_rows(batch, [2])
+    assert sub["n_pairs"] == 1 and torch.equal(sub["feats"]["spk"], f[[2, 5]])
