@@ -38,6 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from espnet2.speechlm.models.decode_weights import DecodeWeight, cpu_decoding
 from espnet2.speechlm.models.heads import HeadRanges, head_index, ranges_to_ids
 from espnet2.speechlm.vocab import N_SPECIAL, PAD
 
@@ -224,10 +225,25 @@ class AbsMultiStreamLM(nn.Module, ABC):
 
     def head_logits(self, h: torch.Tensor, k: int) -> torch.Tensor:
         """h [..., D] -> logits of stream k [..., V_k] over the columns of head k."""
+        if cpu_decoding(h):  # an [in, out] copy per head (see models.decode_weights)
+            if self.shared_head:
+                h = h + self.stream_offset[k]
+            return torch.matmul(h, self._decode_head(k).get())
         if self.shared_head:
             w = self.head.weight if not self.restricted_heads else self.head.weight[self.head_ids(k)]
             return F.linear(h + self.stream_offset[k], w)
         return self.heads[k](h)
+
+    def _decode_head(self, k: int) -> DecodeWeight:
+        cache = self.__dict__.setdefault("_decode_heads", {})  # plain attribute: never saved
+        if k not in cache:
+            if not self.shared_head:
+                cache[k] = DecodeWeight.of(self.heads[k])
+            elif self.restricted_heads:
+                cache[k] = DecodeWeight([self.head], rows=(self, f"head_ids_{k}"))
+            else:  # one copy for every stream
+                cache[k] = cache[0] if 0 in cache else DecodeWeight.of(self.head)
+        return cache[k]
 
     #: optional fused per-token loss `(model, h [n, D], k, target [n]) -> (ce [n], hit [n])`
     #: (e.g. Liger's fused linear cross-entropy, set by the trainer); None = head_logits + CE

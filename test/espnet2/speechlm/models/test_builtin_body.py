@@ -114,3 +114,20 @@ def test_cache_forgets_padding_when_padded_rows_leave():
         step = body(x[1:, :1], pos=torch.tensor([[6]]), cache=cache)
         full = body(torch.cat([x[1:], x[1:, :1]], dim=1))[:, -1:]
     assert torch.allclose(step, full, atol=1e-5)
+
+
+def test_decode_weights_follow_a_deep_copy():
+    """A deep copy (e.g. DPO's frozen reference) must decode with its own weights."""
+    import copy
+
+    body = _body()
+    x = torch.randn(1, 4, 32)
+    with torch.inference_mode():
+        body(x)  # builds the decode copies of the original
+    twin = copy.deepcopy(body)
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.mul_(1.5)
+        ref = twin(x)
+    with torch.inference_mode():
+        assert torch.allclose(twin(x), ref, atol=1e-5)

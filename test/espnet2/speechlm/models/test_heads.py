@@ -159,3 +159,25 @@ def test_speechlm_train_builds_restricted_heads_by_default(vocab):
     assert not full.restricted_heads and "head_ranges" not in full.build_config["arch_conf"]
     with pytest.raises(ValueError, match="text_init needs a body"):
         build_model(load_config(None, {"model.body_conf": TINY_BODY, "model.text_tokenizer": "text"}), vocab)
+
+
+@pytest.mark.parametrize("conf", [dict(shared_head=True), dict(shared_head=True, restricted=True),
+                                  dict(shared_head=False), dict(shared_head=False, restricted=True)])
+def test_cpu_decoding_head_copies_match_the_heads(vocab, conf):
+    """Under inference_mode on CPU the heads read an [in, out] copy (models.decode_weights);
+    its logits must be the heads' own, and follow a weight update."""
+    conf = dict(conf)
+    if conf.pop("restricted", False):
+        conf["head_ranges"] = vocab_head_ranges(vocab)
+    model = tiny_model("delay", vocab, **conf).eval()
+    h = torch.randn(3, model.body.d_model)
+    for step in range(2):
+        for k in range(model.n_streams):
+            with torch.no_grad():
+                ref = model.head_logits(h, k)
+            with torch.inference_mode():
+                got = model.head_logits(h, k)
+            assert got.shape == ref.shape and torch.allclose(got, ref, atol=1e-5), (step, k)
+        with torch.no_grad():  # e.g. a training step between two decodes
+            for p in model.parameters_of_heads():
+                p.add_(0.05)
