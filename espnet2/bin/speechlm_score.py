@@ -5,7 +5,7 @@ Example:
     python -m espnet2.bin.speechlm_score \\
         --score_config conf/score/tts.yaml \\
         --hyp_dir exp/speechlm_x/decode/tts_test --ref_dir dump/raw/test \\
-        --task tts --out_dir exp/speechlm_x/decode/tts_test/score
+        --task tts --out_dir exp/speechlm_x/decode/tts_test/score --nj 4
 
 Writes utt2<metric> files, missing.txt and summary.json to --out_dir and
 updates the RESULTS.md table (default: next to the decode dir).
@@ -34,6 +34,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--test_set", type=str, default=None, help="test-set label (default: basename of --ref_dir)")
     p.add_argument("--results_md", type=Path, default=None, help="RESULTS.md to update (default: <hyp_dir>/../RESULTS.md)")
     p.add_argument("--no_results_md", action="store_true", help="do not touch RESULTS.md")
+    p.add_argument("--nj", type=int, default=1, help="worker processes scoring utterances in parallel; each loads the metrics' models once; results equal --nj 1")
     p.add_argument("--no_progress", action="store_true", help="disable the tqdm progress bar")
     p.add_argument("--list_metrics", action="store_true", help="print the available metrics and exit")
     p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -58,6 +59,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     summary = score_dirs(
         load_score_config(args.score_config), args.hyp_dir, args.ref_dir, out_dir,
         task=args.task, test_set=args.test_set, results_md=results_md, progress=not args.no_progress,
+        nj=args.nj,
     )
     print(json.dumps({"scores": summary["scores"], "n_scored": summary["n_scored"], "n_total": summary["n_total"]}, indent=2))
     if summary["missing_hypotheses"]:

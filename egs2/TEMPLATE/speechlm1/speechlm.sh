@@ -17,7 +17,7 @@ log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*" >
 # ---- options (override on the command line: --name value) ------------------------------------
 stage=1                 # first stage to run
 stop_stage=12           # last stage to run
-nj=2                    # parallel processes for local data preparation (stages 2 and 5)
+nj=2                    # parallel processes for local data preparation (stages 2 and 5) and scoring (stage 10)
 prep_cmd=utils/run.sh   # stage 5 launcher in the `${cmd} JOB=1:N LOG COMMAND` form (run.sh: local, slurm.sh: Slurm)
 prep_jobs=""            # stage 5 shard jobs launched by prep_cmd (default: nj); job k tokenizes every k-th shard
 prep_shard_size=1000    # examples per stage 5 shard (the unit of work and of resumption)
@@ -231,7 +231,7 @@ if run_stage 10; then
             ${python} -m espnet2.bin.speechlm_score --score_config "${score_conf}" \
                 --hyp_dir "${exp}/decode/${key}_${dset}" --ref_dir "${dumpdir}/audio/${dset}" \
                 --task "${key}" --test_set "${dset}" --out_dir "${exp}/decode/${key}_${dset}/score" \
-                --results_md "${exp}/RESULTS.md"
+                --results_md "${exp}/RESULTS.md" --nj "${nj}"
         done
     done
     [ -f "${exp}/RESULTS.md" ] && cat "${exp}/RESULTS.md"

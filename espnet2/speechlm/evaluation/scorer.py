@@ -9,11 +9,17 @@ are reported per metric, so partial outputs can never pass as complete ones.
 
 from __future__ import annotations
 
+import importlib
+import itertools
 import json
 import logging
+import multiprocessing
+import pickle
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import yaml
 
@@ -103,6 +109,47 @@ class _Run:
     not_scored: Dict[str, str] = field(default_factory=dict)
 
 
+# What one metric made of one utterance: (True, result, (hyp_spec, ref_spec)) or (False, reason, None).
+Outcome = Tuple[bool, Any, Optional[Tuple[Any, Any]]]
+
+
+class ScoringError(RuntimeError):
+    """An utterance could not be scored for a reason other than a bad input or a
+    metric raising on it (those are recorded in missing.txt): e.g. a worker died."""
+
+
+class _UttScorer:
+    """Loads one utterance's hypothesis/reference values once and runs every metric
+    on them. The same code runs in-process (``nj=1``) and in each pool worker, which
+    is what makes ``--nj N`` give the same numbers as ``--nj 1``."""
+
+    def __init__(self, specs: List[Tuple[Metric, str, Optional[str]]], hyp_dir: Path, ref_dir: Optional[Path]):
+        self.specs = specs  # (metric, hyp index file, ref index file or None)
+        self.hyps, self.refs = _Side(hyp_dir), _Side(ref_dir)
+
+    def __call__(self, utt: str) -> List[Outcome]:
+        outcomes: List[Outcome] = []
+        for metric, hyp_name, ref_name in self.specs:
+            outcomes.append(self._one(metric, hyp_name, ref_name, utt))
+        self.hyps.clear()
+        self.refs.clear()
+        return outcomes
+
+    def _one(self, metric: Metric, hyp_name: str, ref_name: Optional[str], utt: str) -> Outcome:
+        ok, hyp, hyp_spec = self.hyps.get(hyp_name, utt)
+        if not ok:
+            return False, (f"missing hypothesis ({hyp_spec})" if "unreadable" not in hyp_spec else hyp_spec), None
+        ref, ref_spec = None, None
+        if ref_name is not None:
+            ok, ref, ref_spec = self.refs.get(ref_name, utt)
+            if not ok:
+                return False, f"missing reference ({ref_spec})", None
+        try:
+            return True, metric.score(hyp, ref), (hyp_spec, ref_spec)
+        except Exception as e:
+            return False, f"scoring failed: {type(e).__name__}: {e}", None
+
+
 def utterance_ids(ref_dir: Optional[Path], hyp_dir: Path) -> List[str]:
     """Reference ids define n_total; only without a reference dir do we trust the hypotheses."""
     for root in ([ref_dir] if ref_dir else []) + [hyp_dir]:
@@ -121,15 +168,24 @@ def score_dirs(
     test_set: Optional[str] = None,
     results_md: Optional[Path] = None,
     progress: bool = True,
+    nj: int = 1,
 ) -> Dict[str, Any]:
-    """Run every configured metric, write utt2* / missing.txt / summary.json, update RESULTS.md."""
+    """Run every configured metric, write utt2* / missing.txt / summary.json, update RESULTS.md.
+
+    ``nj > 1`` scores utterances in that many worker processes (see ``_score_parallel``);
+    per-utterance and corpus results are identical to ``nj=1``.
+    """
     from tqdm import tqdm
 
+    if nj < 1:
+        raise ValueError(f"nj must be >= 1, got {nj}")
     hyp_dir, out_dir = Path(hyp_dir), Path(out_dir)
     ref_dir = Path(ref_dir) if ref_dir else None
     test_set = test_set or (ref_dir.name if ref_dir else hyp_dir.name)
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    # Built here even when workers score: a bad option fails before any process starts,
+    # and summarize()/info() run in this process.
     runs: List[_Run] = []
     for entry in score_config:
         metric = build_metric(entry)
@@ -140,28 +196,27 @@ def score_dirs(
 
     utts = utterance_ids(ref_dir, hyp_dir)
     universe = set(utts)
-    hyps, refs = _Side(hyp_dir), _Side(ref_dir)
+    nj = min(nj, max(len(utts), 1))
+    if nj > 1:
+        logging.info("scoring %d utterances in %d worker processes", len(utts), nj)
+    bar = tqdm(total=len(utts), desc=f"scoring {task}/{test_set}", disable=not progress)
+    if nj == 1:
+        scorer = _UttScorer([(r.metric, r.hyp, r.ref) for r in runs], hyp_dir, ref_dir)
+        outcomes = _score_serial(scorer, utts, bar)
+    else:
+        outcomes = _score_parallel(runs, hyp_dir, ref_dir, utts, nj, bar)
+    try:
+        for utt, per_run in outcomes:  # always in `utts` order, so summaries see the same order
+            for run, (ok, value, pair) in zip(runs, per_run):
+                if ok:
+                    run.per_utt[utt] = value
+                    run.pairs[utt] = pair
+                else:
+                    run.not_scored[utt] = value
+    finally:
+        bar.close()
 
-    for utt in tqdm(utts, desc=f"scoring {task}/{test_set}", disable=not progress):
-        for run in runs:
-            ok, hyp, hyp_spec = hyps.get(run.hyp, utt)
-            if not ok:
-                run.not_scored[utt] = f"missing hypothesis ({hyp_spec})" if "unreadable" not in hyp_spec else hyp_spec
-                continue
-            ref, ref_spec = None, None
-            if run.ref is not None:
-                ok, ref, ref_spec = refs.get(run.ref, utt)
-                if not ok:
-                    run.not_scored[utt] = f"missing reference ({ref_spec})"
-                    continue
-            try:
-                run.per_utt[utt] = run.metric.score(hyp, ref)
-                run.pairs[utt] = (hyp_spec, ref_spec)
-            except Exception as e:
-                run.not_scored[utt] = f"scoring failed: {type(e).__name__}: {e}"
-        hyps.clear()
-        refs.clear()
-
+    hyps = _Side(hyp_dir)
     extra = sorted({u for run in runs for u in (hyps.index(run.hyp) or {}) if u not in universe})
     if extra:
         logging.warning("%d hypothesis ids have no reference and were ignored (e.g. %s)", len(extra), extra[0])
@@ -175,6 +230,106 @@ def score_dirs(
         }
         update_results_md(Path(results_md), task, test_set, len(utts), cells)
     return summary
+
+
+def _score_serial(scorer: "_UttScorer", utts: List[str], bar) -> Iterator[Tuple[str, List[Outcome]]]:
+    for utt in utts:
+        try:
+            per_run = scorer(utt)
+        except Exception as e:  # not a metric error (those are outcomes): a bug worth stopping for
+            raise ScoringError(f"utterance {utt!r}: {type(e).__name__}: {e}") from e
+        bar.update(1)
+        yield utt, per_run
+
+
+# --- process pool -------------------------------------------------------------------------
+# Metrics may hold models (a recognizer, an x-vector net), which cannot be pickled and
+# are slow to load: each worker builds them once from the config entries in the pool
+# initializer and keeps them in this module global.
+_WORKER: Optional[_UttScorer] = None
+
+
+def _init_worker(entries: List[Dict[str, Any]], names: List[Tuple[str, Optional[str]]], modules: List[str],
+                 hyp_dir: Path, ref_dir: Optional[Path]) -> None:
+    global _WORKER
+    for module in modules:  # metrics registered by a user's module exist in a fresh process only once it is imported
+        importlib.import_module(module)
+    specs = [(build_metric(entry), hyp, ref) for entry, (hyp, ref) in zip(entries, names)]
+    _WORKER = _UttScorer(specs, hyp_dir, ref_dir)
+
+
+def _score_in_worker(utt: str) -> List[Outcome]:
+    assert _WORKER is not None, "scoring worker used before its initializer ran"
+    try:
+        per_run = _WORKER(utt)
+    except Exception as e:
+        raise ScoringError(f"utterance {utt!r}: {type(e).__name__}: {e}") from e
+    for (metric, _, _), (ok, value, _) in zip(_WORKER.specs, per_run):
+        if ok:  # fail here, naming the metric, rather than as an anonymous pickling error
+            try:
+                pickle.dumps(value)
+            except Exception as e:
+                raise ScoringError(
+                    f"utterance {utt!r}: metric {metric.name or type(metric).__name__!r} returned a result "
+                    f"that cannot be sent back from a worker process ({type(e).__name__}: {e}); use --nj 1 "
+                    "or return plain numbers/strings"
+                ) from None
+    return per_run
+
+
+def _score_parallel(runs: List[_Run], hyp_dir: Path, ref_dir: Optional[Path], utts: List[str], nj: int,
+                    bar) -> Iterator[Tuple[str, List[Outcome]]]:
+    """Score in ``nj`` spawned workers; yields in ``utts`` order whatever the finishing order.
+
+    At most ``2 * nj`` utterances are in flight (submitted, not yet returned), so a
+    worker that dies can be tied to a short list of utterances.
+    Workers keep the default BLAS/torch thread counts on purpose: fewer threads
+    change the summation order, and results would differ from ``nj=1`` in the last
+    digits. With multi-threaded models, set OMP_NUM_THREADS to about cores/nj.
+    """
+    entries = [r.entry for r in runs]
+    names = [(r.hyp, r.ref) for r in runs]
+    modules = sorted({type(r.metric).__module__ for r in runs} - {"__main__", "__mp_main__"})
+    # spawn: no forked copies of this process's threads (tqdm, BLAS, torch) or loaded models
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(nj, mp_context=ctx, initializer=_init_worker,
+                             initargs=(entries, names, modules, hyp_dir, ref_dir)) as pool:
+        pending: Dict[Future, str] = {}
+        done_early: Dict[str, List[Outcome]] = {}
+        todo = iter(utts)
+        next_out = 0
+        try:
+            for utt in itertools.islice(todo, 2 * nj):
+                pending[pool.submit(_score_in_worker, utt)] = utt
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    utt = pending.pop(fut)
+                    done_early[utt] = _result(fut, utt, pending)
+                    bar.update(1)
+                    for nxt in itertools.islice(todo, 1):
+                        pending[pool.submit(_score_in_worker, nxt)] = nxt
+                while next_out < len(utts) and utts[next_out] in done_early:
+                    yield utts[next_out], done_early.pop(utts[next_out])
+                    next_out += 1
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # waits only for the <= nj utterances being scored
+            raise
+
+
+def _result(fut: Future, utt: str, pending: Dict[Future, str]) -> List[Outcome]:
+    try:
+        return fut.result()
+    except ScoringError:
+        raise
+    except BrokenProcessPool as e:
+        in_flight = ", ".join(repr(u) for u in [utt, *pending.values()])
+        raise ScoringError(
+            f"a scoring worker process died (crash, out of memory or failed start-up) while scoring one of: "
+            f"{in_flight}; rerun with --nj 1 to see the error in-process"
+        ) from e
+    except Exception as e:
+        raise ScoringError(f"utterance {utt!r}: {type(e).__name__}: {e}") from e
 
 
 def _summarize(runs, utts, task, test_set, hyp_dir, ref_dir, extra) -> Dict[str, Any]:

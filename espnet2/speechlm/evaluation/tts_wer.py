@@ -1,7 +1,14 @@
 """Intelligibility of generated speech: transcribe with a recognizer, then WER
 (and CER) against the reference text. Both sides are normalised the same way
 (lowercase + no punctuation by default, since recognizers differ in casing).
-The transcript is kept as a side output (``utt2tts_wer_asr_text``)."""
+The transcript is kept as a side output (``utt2asr_text``).
+
+Recognizer settings go in ``recognizer_conf``, e.g. a cheaper PocketSphinx search
+for long unintelligible outputs (see asr_backends.py)::
+
+    - name: tts_wer
+      recognizer_conf: {decoder_options: {maxhmmpf: 10000}}
+"""
 
 from __future__ import annotations
 

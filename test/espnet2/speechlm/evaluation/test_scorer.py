@@ -121,3 +121,88 @@ def test_default_score_configs_build():
             if entry["name"] == "tts_wer":
                 continue  # builds a pocketsphinx decoder; covered in test_tts_wer
             build_metric({**entry, "use_versa": False} if versa_available() else entry)
+
+
+# --- --nj: process pool -------------------------------------------------------------------
+TRAP = "speechlm_eval_plugins:TextTrap"
+
+
+def _outputs(out_dir):
+    return {p.name: p.read_text() for p in sorted(out_dir.iterdir())}
+
+
+def test_parallel_scoring_matches_serial(tmp_path, dirs):
+    """Per-utterance files, missing.txt and corpus values are identical for nj=1 and nj=2,
+    including failures (unreadable audio, a metric raising on one utterance)."""
+    hyp, ref = dirs
+    write(hyp / "text", ["u1 hello world", "u2 raise", "u4 bye now", "zz extra"])
+    conf = [
+        {"name": "wer", "lowercase": True},
+        {"name": "cer"},
+        {"name": "si_snr", "hyp": "wav.scp", "ref": "wav.scp", "use_versa": False},
+        {"name": "perplexity", "hyp": "logprob"},
+        {"name": TRAP, "hyp": "text"},
+    ]
+    summaries = {}
+    for nj in (1, 2):
+        summaries[nj] = score_dirs(conf, hyp, ref, tmp_path / f"nj{nj}", task="tts", progress=False, nj=nj)
+    assert summaries[1] == summaries[2]
+    assert _outputs(tmp_path / "nj1") == _outputs(tmp_path / "nj2")
+    trap = summaries[2]["metrics"][TRAP]
+    assert trap["not_scored"]["u2"] == "scoring failed: ValueError: trap sprung"
+    assert trap["n_scored"] == 2 and summaries[2]["scores"]["wer"] == pytest.approx(2 / 6)
+
+
+def test_parallel_scoring_runs_in_workers_in_order(tmp_path, dirs):
+    hyp, ref = dirs
+    utts = [f"v{i:02d}" for i in range(12)]
+    write(ref / "text", [f"{u} x" for u in utts])
+    (ref / "wav.scp").unlink()
+    (ref / "utt2spk").unlink()
+    write(hyp / "text", [f"{u} whoami" for u in reversed(utts)])
+    summary = score_dirs([{"name": TRAP}], hyp, ref, tmp_path / "s", task="t", progress=False, nj=2)
+    assert summary["n_scored"] == 12
+    lines = (tmp_path / "s" / "utt2scored_by").read_text().splitlines()
+    assert [l.split()[0] for l in lines] == utts  # reference order, whatever finished first
+    pids = {l.split()[1] for l in lines}
+    assert f"pid{__import__('os').getpid()}" not in pids and 1 <= len(pids) <= 2
+
+
+def test_worker_error_names_the_utterance(tmp_path, dirs):
+    from espnet2.speechlm.evaluation.scorer import ScoringError
+
+    hyp, ref = dirs
+    write(hyp / "text", ["u1 ok", "u2 ok", "u3 unpicklable", "u4 ok"])
+    with pytest.raises(ScoringError, match=r"utterance 'u3'.*metric 'text_trap'.*cannot be sent back"):
+        score_dirs([{"name": TRAP}], hyp, ref, tmp_path / "s", task="t", progress=False, nj=2)
+
+
+def test_worker_crash_names_the_utterances_in_flight(tmp_path, dirs):
+    from espnet2.speechlm.evaluation.scorer import ScoringError
+
+    hyp, ref = dirs
+    utts = [f"v{i:02d}" for i in range(10)]
+    write(ref / "text", [f"{u} x" for u in utts])
+    (ref / "wav.scp").unlink()
+    (ref / "utt2spk").unlink()
+    write(hyp / "text", [f"{u} {'die' if u == 'v07' else 'ok'}" for u in utts])
+    with pytest.raises(ScoringError, match=r"worker process died.*'v07'.*--nj 1") as err:
+        score_dirs([{"name": TRAP}], hyp, ref, tmp_path / "s", task="t", progress=False, nj=2)
+    assert err.value.args[0].count("'v") <= 4  # at most 2 * nj utterances are ever in flight
+
+
+def test_bad_nj(tmp_path, dirs):
+    hyp, ref = dirs
+    with pytest.raises(ValueError, match="nj must be >= 1"):
+        score_dirs([{"name": "wer"}], hyp, ref, tmp_path / "s", task="t", progress=False, nj=0)
+
+
+def test_cli_nj(tmp_path, dirs, capsys):
+    hyp, ref = dirs
+    conf = tmp_path / "score.yaml"
+    conf.write_text(yaml.safe_dump([{"name": "wer"}]))
+    args = ["--score_config", str(conf), "--hyp_dir", str(hyp), "--ref_dir", str(ref), "--task", "asr",
+            "--no_progress", "--no_results_md"]
+    assert speechlm_score.main(args + ["--out_dir", str(tmp_path / "a")]) == 0
+    assert speechlm_score.main(args + ["--out_dir", str(tmp_path / "b"), "--nj", "2"]) == 0
+    assert _outputs(tmp_path / "a") == _outputs(tmp_path / "b")

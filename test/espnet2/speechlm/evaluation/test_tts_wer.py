@@ -24,3 +24,39 @@ def test_whisper_needs_local_folder(tmp_path):
         build_metric({"name": "tts_wer", "recognizer": "whisper", "model_dir": str(tmp_path / "missing")})
     with pytest.raises(ValueError, match="model_dir"):
         build_metric({"name": "tts_wer", "recognizer": "whisper"})
+
+
+def _noise(seconds: float = 2.0):
+    import numpy as np
+
+    from espnet2.speechlm.evaluation.base import Audio
+
+    rng = np.random.default_rng(0)
+    return Audio((0.3 * rng.standard_normal(int(16000 * seconds))).astype(np.float32), 16000)
+
+
+def test_pocketsphinx_result_does_not_depend_on_previous_utterance(speech):
+    """The decoder is reused across utterances (and split among --nj workers), so a
+    hypothesis and its score must be the same as from a fresh decoder."""
+    pytest.importorskip("pocketsphinx")
+    from espnet2.speechlm.evaluation.asr_backends import PocketSphinx
+
+    fresh = PocketSphinx()
+    text = fresh(speech)
+    first = (text, fresh.decoder.hyp().score)
+    reused = PocketSphinx()
+    reused(_noise())
+    assert (reused(speech), reused.decoder.hyp().score) == first
+
+
+def test_pocketsphinx_decoder_options(speech):
+    pytest.importorskip("pocketsphinx")
+    from espnet2.speechlm.evaluation.asr_backends import PocketSphinx
+
+    m = build_metric({"name": "tts_wer", "recognizer_conf": {"decoder_options": {"maxhmmpf": 10000}}})
+    assert m.recognizer.decoder.config["maxhmmpf"] == 10000
+    assert "maxhmmpf=10000" in m.info()["recognizer"]  # a non-default search is visible in summary.json
+    with pytest.raises(ValueError, match="unknown setting.*maxhmmpff"):
+        PocketSphinx(decoder_options={"maxhmmpff": 1})
+    with pytest.raises(ValueError, match="samprate"):
+        PocketSphinx(decoder_options={"samprate": 8000})

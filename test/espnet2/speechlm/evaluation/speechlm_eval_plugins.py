@@ -1,0 +1,31 @@
+"""Test-only metrics, used by their ``module:Class`` name so the global registry
+stays untouched; they live in an importable module so spawned scoring workers
+can build them too."""
+
+from __future__ import annotations
+
+import os
+
+from espnet2.speechlm.evaluation.base import Metric, UttResult
+
+
+class TextTrap(Metric):
+    """Scores 1.0 per utterance, but misbehaves on chosen hypothesis texts:
+    ``raise`` -> ValueError, ``unpicklable`` -> a result holding a lambda,
+    ``die`` -> the process exits at once (a stand-in for a native-code crash);
+    ``whoami`` adds the scoring process id as a side output."""
+
+    name = "text_trap"
+    default_hyp = "text"
+    default_ref = None
+
+    def score(self, hyp: str, ref: None) -> UttResult:
+        if hyp == "raise":
+            raise ValueError("trap sprung")
+        if hyp == "unpicklable":
+            return {"text_trap": 1.0, "_fn": lambda: None}
+        if hyp == "die":
+            os._exit(3)
+        if hyp == "whoami":
+            return {"text_trap": 1.0, "scored_by": f"pid{os.getpid()}"}
+        return {"text_trap": 1.0}
