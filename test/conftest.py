@@ -8,7 +8,16 @@ from typing import Optional, Sequence
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
+
+@pytest.fixture
+def one_thread():
+    """Tiny models are faster single-threaded (and the CI box has 2 busy cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def write_wav(path: Path, seconds: float, freq: float, sr: int = 16000) -> None:

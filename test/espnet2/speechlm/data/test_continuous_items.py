@@ -21,6 +21,8 @@ from espnet2.speechlm.models import build_speechlm, save_pretrained, vocab_build
 from espnet2.speechlm.tasks.template import load_template
 from espnet2.speechlm.vocab import JointVocabulary
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # test/conftest.py
+
 SR = 16000
 WORDS = ["hello world", "good morning", "see you", "the cat", "a dog runs", "blue sky", "red car", "big house"]
 # the mini recipe's offline tokenizers (egs2/mini_en/speechlm1/conf/tokenizers_tiny.yaml), sized for 8 sentences,
@@ -43,15 +45,6 @@ def voice(f0: float, tilt: float, seconds: float, seed: int) -> np.ndarray:
 
 def run(*args):
     speechlm_prepare.main([str(a) for a in args])
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models are faster single-threaded (and the CI box has 2 busy cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """Fixtures for the decoding tests; helpers live in decode_testkit.py."""
 
 import pytest
-import torch
 from decode_testkit import tiny_vocab
 
 
@@ -11,9 +10,5 @@ def vocab():
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models are faster single-threaded (and the CI box has 2 busy cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _single_thread(one_thread):  # every test here: see test/conftest.py
     yield
-    torch.set_num_threads(n)
