@@ -143,7 +143,7 @@ class SpeechLMDataset(torch.utils.data.Dataset):
         m = self.manifests[self.sources[i]]
         segs = m.segments(self._shard[i], self._index[i])
         seq, weight = assemble(self.vocab, m.task, segs, self.vocab.max_streams, self.loss_weights)
-        return {"id": self.example_id(i), "task": m.task, "seq": seq, "weight": weight, **_side(segs)}
+        return {"id": self.example_id(i), "task": m.task, "seq": seq, "weight": weight, **example_side(segs)}
 
     def prefix(self, i: int) -> dict:
         """Inference input: task + conditions + the first target's indicator, and the target tokens."""
@@ -161,11 +161,11 @@ class SpeechLMDataset(torch.utils.data.Dataset):
             "condition_length": sum(s.tokens.shape[0] for s in segs[:n_cond]),
             "target_tokenizer": first_target,
             "target": segs[n_cond].tokens,
-            **_side(segs[:n_cond]),
+            **example_side(segs[:n_cond]),
         }
 
 
-def _side(segs: List[Segment]) -> dict:
+def example_side(segs: List[Segment]) -> dict:
     """{"feats": {name: [M, D]}, "feat_pos": {name: [M] frames}} of the continuous segments, or {}."""
     side = side_features(segs)
     if not side:

@@ -27,7 +27,7 @@ from typing import Iterator, List
 import torch
 
 from espnet2.speechlm.data.assemble import assemble, assembled_length
-from espnet2.speechlm.data.dataset import Manifest, SpeechLMDataset, _side, collate, side_inputs
+from espnet2.speechlm.data.dataset import Manifest, SpeechLMDataset, collate, example_side, side_inputs
 from espnet2.speechlm.tasks.template import TaskTemplate
 
 REJECTED_MARK = "rejected"
@@ -76,7 +76,7 @@ class PreferenceDataset(SpeechLMDataset):
         segs = m.segments(self._shard[i], self._index[i])
         n_cond, n_tgt = len(m.template.conditions), len(m.lm_template.targets)
         cond = segs[:n_cond]
-        out = {"id": self.example_id(i), "task": m.task, **_side(cond)}  # continuous items are conditions only
+        out = {"id": self.example_id(i), "task": m.task, **example_side(cond)}  # continuous items are conditions only
         for name, targets in (("chosen", segs[n_cond:n_cond + n_tgt]), ("rejected", segs[n_cond + n_tgt:])):
             out[name] = assemble(self.vocab, m.task, cond + targets, self.vocab.max_streams, self.loss_weights)
         return out
