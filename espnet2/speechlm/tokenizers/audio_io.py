@@ -67,3 +67,21 @@ def read_trained(model_dir: Optional[Path], stem: str, format_tag: str
     if config.pop("format", None) != format_tag:
         raise ValueError(f"{path} is not a {format_tag} file")
     return config, load_file(str(Path(model_dir) / f"{stem}.safetensors"))
+
+
+def merge_load_conf(saved: Dict[str, Any], conf: Dict[str, Any], who: str, runtime: Tuple[str, ...] = (),
+                    training_only: Tuple[str, ...] = ()) -> Dict[str, Any]:
+    """The recipe's conf at load time against the config a tokenizer was trained with.
+
+    `runtime` keys replace the saved value (e.g. a device); `training_only` keys are
+    ignored; any other saved key must be equal (compared as JSON: tuples match lists),
+    since the tokens depend on it. Returns `saved` updated in place.
+    """
+    for key, value in conf.items():
+        if key in training_only:
+            continue
+        if key in runtime:
+            saved[key] = value
+        elif key in saved and saved[key] != json.loads(json.dumps(value)):
+            raise ValueError(f"{who}: {key}={value!r} in config but the trained model has {saved[key]!r}")
+    return saved

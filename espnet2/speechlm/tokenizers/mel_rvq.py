@@ -39,7 +39,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from espnet2.speechlm.tokenizers.abs_tokenizer import AbsTokenizer, register_tokenizer
-from espnet2.speechlm.tokenizers.audio_io import check_waveform, read_trained, save_trained
+from espnet2.speechlm.tokenizers.audio_io import check_waveform, merge_load_conf, read_trained, save_trained
 
 FORMAT = "espnet-speechlm-mel_rvq/1"
 LOG_FLOOR = 1e-5  # magnitude floor before log: silence maps to log(1e-5) ~ -11.5
@@ -325,9 +325,5 @@ class MelRVQTokenizer(AbsTokenizer):
     def load(cls, model_dir: Optional[Path], **conf) -> "MelRVQTokenizer":
         """Read a trained tokenizer; `griffin_lim_iters` in conf may override the saved one."""
         meta, arrays = read_trained(model_dir, "mel_rvq", FORMAT)
-        for key, value in conf.items():  # saved shape must agree with the recipe's config
-            if key == "griffin_lim_iters":
-                meta[key] = value
-            elif key in meta and meta[key] != value:
-                raise ValueError(f"mel_rvq: {key}={value!r} in config but the trained model has {meta[key]!r}")
+        merge_load_conf(meta, conf, "mel_rvq", runtime=("griffin_lim_iters",))
         return cls(MelRVQConfig(**meta), arrays["codebooks"], arrays["mean"], arrays["std"])

@@ -36,7 +36,6 @@ Files written by `train` (no pickle):
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -45,7 +44,9 @@ from typing import Any, Callable, Dict, Iterable, Optional, Sequence
 import numpy as np
 
 from espnet2.speechlm.tokenizers.abs_tokenizer import AbsTokenizer, register_tokenizer
-from espnet2.speechlm.tokenizers.audio_io import check_waveform, read_trained, resolve_device, save_trained
+from espnet2.speechlm.tokenizers.audio_io import (
+    check_waveform, merge_load_conf, read_trained, resolve_device, save_trained,
+)
 from espnet2.speechlm.tokenizers.mel_rvq import nearest, quiet_short_input
 
 FORMAT = "espnet-speechlm-ssl_kmeans/1"
@@ -426,13 +427,6 @@ class SSLKMeansTokenizer(AbsTokenizer):
         """Read a trained tokenizer; conf must agree with what was trained (`device` may change)."""
         meta, arrays = read_trained(model_dir, "ssl_kmeans", FORMAT)
         cls._config(conf)  # rejects unknown keys and bad values
-        for key, value in conf.items():
-            if key in TRAIN_KEYS:
-                continue
-            if key in RUNTIME_KEYS:
-                meta[key] = value
-            elif key == "normalize" and value is None:
-                continue
-            elif meta.get(key) != json.loads(json.dumps(value)):  # tuples in conf vs lists in json
-                raise ValueError(f"ssl_kmeans: {key}={value!r} in config but the trained model has {meta.get(key)!r}")
+        conf = {k: v for k, v in conf.items() if not (k == "normalize" and v is None)}  # None: the backend's default
+        merge_load_conf(meta, conf, "ssl_kmeans", runtime=RUNTIME_KEYS, training_only=TRAIN_KEYS)
         return cls(SSLKMeansConfig(**meta), arrays["centroids"], arrays["mean"], arrays["std"], Path(model_dir))
