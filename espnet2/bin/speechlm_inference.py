@@ -25,7 +25,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from espnet2.speechlm.data.dataset import SpeechLMDataset
+from espnet2.speechlm.data.dataset import SpeechLMDataset, collate_feats
 from espnet2.speechlm.data.prepare import TokenizerSpec, load_tokenizer
 from espnet2.speechlm.inference.masking import ModalityTable
 from espnet2.speechlm.inference.outputs import OutputWriter, target_tokens
@@ -67,11 +67,9 @@ def load_model_and_vocab(model_dir: Path, device: str):
 
 def prompt_features(examples: List[dict], device) -> Optional[dict]:
     """Side features of the prompts' continuous items, example by example (None without any)."""
-    names = sorted({n for e in examples for n in e.get("feats", {})})
-    if not names:
+    if not any("feats" in e for e in examples):
         return None
-    return {n: torch.cat([torch.from_numpy(e["feats"][n]) for e in examples if n in e.get("feats", {})]).to(device)
-            for n in names}
+    return {n: x.to(device) for n, x in collate_feats(examples)[0].items()}
 
 
 def pad_prefixes(prefixes: List[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
