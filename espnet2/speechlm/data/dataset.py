@@ -298,11 +298,30 @@ def side_inputs(batch: dict, rows: Optional[Sequence[int]] = None) -> dict:
     (in this order), like `batch["seqs"][rows]`."""
     if "feats" not in batch:
         return {}
-    if rows is None:
-        return {"feats": batch["feats"]}
-    feats = {}
-    for name, x in batch["feats"].items():
-        b = batch["feat_pos"][name][:, 0]
-        picked = [x[b == r] for r in rows]  # keep the example-then-frame order
-        feats[name] = torch.cat(picked) if picked else x[:0]
-    return {"feats": feats}
+    return {"feats": (batch if rows is None else select_examples(batch, rows))["feats"]}
+
+
+def select_examples(batch: dict, rows: Sequence[int]) -> dict:
+    """The sub-batch of examples `rows` (in this order), as `collate` would pad it: seqs /
+    weights [R, T', nq] cut to their longest, lengths [R], and with continuous items their
+    feats / feat_pos (example column renumbered 0..R-1). ids / tasks are not copied: they
+    need not be per row (a pair batch lists them per pair)."""
+    rows = [int(r) for r in rows]
+    B = batch["lengths"].shape[0]
+    if not rows:
+        raise ValueError("select_examples: no example rows given")
+    bad = [r for r in rows if not 0 <= r < B]
+    if bad:
+        raise IndexError(f"select_examples: example rows {bad} out of range for a batch of {B}")
+    ix = torch.tensor(rows)
+    T = int(batch["lengths"][ix].max())
+    sub = {"seqs": batch["seqs"][ix, :T], "weights": batch["weights"][ix, :T], "lengths": batch["lengths"][ix]}
+    if "feats" in batch:
+        sub["feats"], sub["feat_pos"] = {}, {}
+        for name, x in batch["feats"].items():
+            pos = batch["feat_pos"][name]  # [M, 2] (example, frame)
+            at = [(pos[:, 0] == r).nonzero(as_tuple=True)[0] for r in rows]  # keep example-then-frame order
+            i = torch.cat(at)
+            new = torch.cat([torch.full_like(a, j) for j, a in enumerate(at)])  # the new example rows
+            sub["feats"][name], sub["feat_pos"][name] = x[i], torch.stack([new, pos[i, 1]], dim=1)
+    return sub

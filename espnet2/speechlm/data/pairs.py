@@ -24,10 +24,8 @@ from __future__ import annotations
 
 from typing import Iterator, List
 
-import torch
-
 from espnet2.speechlm.data.assemble import assemble, assembled_length
-from espnet2.speechlm.data.dataset import Manifest, SpeechLMDataset, collate, example_side, side_inputs
+from espnet2.speechlm.data.dataset import Manifest, SpeechLMDataset, collate, example_side, select_examples
 from espnet2.speechlm.tasks.template import TaskTemplate
 
 REJECTED_MARK = "rejected"
@@ -98,7 +96,9 @@ def collate_pairs(pairs: List[dict]) -> dict:
 def pair_rows(batch: dict, idx: List[int]) -> dict:
     """The sub-batch of pairs ``idx`` (keeps the chosen-then-rejected layout)."""
     P = batch["n_pairs"]
-    ix = torch.tensor(list(idx) + [i + P for i in idx])
-    T = int(batch["lengths"][ix].max())
-    return {"seqs": batch["seqs"][ix, :T], "weights": batch["weights"][ix, :T], "lengths": batch["lengths"][ix],
-            "n_pairs": len(idx), **side_inputs(batch, ix.tolist())}
+    bad = [i for i in idx if not 0 <= i < P]
+    if bad:
+        raise IndexError(f"pair_rows: pairs {bad} out of range for a batch of {P} pairs")
+    sub = select_examples(batch, list(idx) + [i + P for i in idx])
+    sub["n_pairs"] = len(idx)
+    return sub

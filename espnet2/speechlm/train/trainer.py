@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from espnet2.speechlm.data.dataset import side_inputs
+from espnet2.speechlm.data.dataset import select_examples, side_inputs
 from espnet2.speechlm.train import distributed as D
 from espnet2.speechlm.train.checkpoint import CheckpointManager, load_weights, rng_state, set_rng_state
 from espnet2.speechlm.train.config import ConfigError, TrainConfig, dump_config
@@ -440,12 +440,7 @@ class Trainer:
 
                     sub = pair_rows(batch, idx)
                 else:
-                    ix = torch.tensor(idx)
-                    T = int(batch["lengths"][ix].max())
-                    sub = {"seqs": batch["seqs"][ix, :T], "weights": batch["weights"][ix, :T],
-                           "lengths": batch["lengths"][ix]}
-                    if "feats" in batch:  # continuous items: the side features of these examples
-                        sub["feats"] = side_inputs(batch, idx)["feats"]
+                    sub = select_examples(batch, idx)
                 yield task, self._to_device(sub)
 
     def _validate_and_report(self) -> None:

@@ -84,11 +84,17 @@ class AbsMultiStreamLM(nn.Module, ABC):
         return [self.head.weight] if self.shared_head else [h.weight for h in self.heads]
 
     # ---- pieces ---------------------------------------------------------------------
-    def embed_rows(self, rows: torch.Tensor, feats: Optional[Feats] = None) -> torch.Tensor:
+    def embed_rows(self, rows: torch.Tensor, feats: Optional[Feats] = None,
+                   visible: Optional[torch.Tensor] = None) -> torch.Tensor:
         """rows [B, T, nq] -> [B, T, D] (sum over streams); placeholder frames of continuous
-        items take the projection of their features instead of their embedding row."""
+        items take the projection of their features instead of their embedding row.
+
+        visible [B, T, nq] bool: sum only these tokens (a NAR stage hides what it predicts);
+        a placeholder's features are always added (continuous items are conditions).
+        """
         rows, add = self.continuous_inputs(rows, feats)
-        x = self.embed(rows).sum(dim=2)
+        e = self.embed(rows)  # [B, T, nq, D]
+        x = (e if visible is None else e * visible[..., None]).sum(dim=2)  # [B, T, D]
         return x if add is None else x.index_put(add[0], add[1], accumulate=True)
 
     # ---- continuous items -----------------------------------------------------------------

@@ -29,7 +29,7 @@ stream-0 modality masking), then greedy NAR filling, stream by stream, of the fr
 whose stream-0 token belongs to a multi-stream tokenizer (ModalityTable rules; PAD elsewhere).
 
 Continuous items (conditions, placeholders in stream 0): both stages see their projected
-features in place of the placeholder embedding (`continuous_inputs`), in training and in
+features in place of the placeholder embedding (`embed_rows`), in training and in
 generation (AR prompt, and every NAR pass over the prefix).
 """
 
@@ -87,11 +87,7 @@ class ValleLM(AbsMultiStreamLM):
         """
         stream = torch.arange(self.n_streams, device=seq.device)  # [nq]
         visible = ~(is_target & (stream >= k[:, None, None]))  # [M, T, nq]
-        seq, add = self.continuous_inputs(seq, feats)
-        x = (self.embed(seq) * visible[..., None]).sum(dim=2)  # [M, T, D]
-        if add is not None:
-            x = x.index_put(add[0], add[1], accumulate=True)
-        x = x + self.stream_embed(k)[:, None]  # [M, T, D]
+        x = self.embed_rows(seq, feats, visible) + self.stream_embed(k)[:, None]  # [M, T, D]
         return self.nar_body(x, key_valid=valid)
 
     def pick_nar_streams(self, weight: torch.Tensor) -> List[torch.Tensor]:

@@ -156,6 +156,25 @@ def test_placeholder_row_becomes_the_projection():
         torch.testing.assert_close(x[b, keep], plain[b, keep])
 
 
+def test_hidden_streams_drop_out_but_the_features_stay():
+    """embed_rows(..., visible): hidden tokens add nothing, a placeholder's features always do."""
+    vocab = spk_vocab()
+    model = spk_model("valle", vocab)
+    seq, _, _, _, feats, frames = batch(vocab)
+    visible = torch.rand(seq.shape, generator=torch.Generator().manual_seed(1)) > 0.5  # [B, T, nq]
+    b = [i for i, t in enumerate(frames) if t >= 0]
+    t = [frames[i] for i in b]
+    visible[b, t, 0] = False  # hiding the placeholder itself does not hide its features
+    x = model.embed_rows(seq, feats, visible)
+    plain = (model.embed(seq) * visible[..., None]).sum(2)
+    proj = model.continuous_proj["spk_embedding"](feats["spk_embedding"])
+    torch.testing.assert_close(x[b, t], proj + plain[b, t])
+    keep = torch.ones(seq.shape[:2], dtype=torch.bool)
+    keep[b, t] = False
+    torch.testing.assert_close(x[keep], plain[keep])
+    assert torch.equal(model.embed_rows(seq, feats, torch.ones_like(visible)), model.embed_rows(seq, feats))
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_features_reach_exactly_the_placeholder_frame(arch):
     """Changing one example's feature changes every body's input at that example's placeholder

@@ -231,3 +231,6 @@ def test_dpo_pairs_carry_side_features_through_collate_and_subsets():
         assert torch.equal(f[i + 3], torch.from_numpy(p["feats"]["spk"][0]))
     sub = pair_rows(batch, [2])
     assert sub["n_pairs"] == 1 and torch.equal(sub["feats"]["spk"], f[[2, 5]])
+    assert sub["feat_pos"]["spk"].tolist() == [[0, 2], [1, 2]]  # chosen row 0, rejected row 1
+    with pytest.raises(IndexError, match=r"pairs \[3\] out of range for a batch of 3 pairs"):
+        pair_rows(batch, [0, 3])  # row 3 exists (a rejected row) but pair 3 does not
