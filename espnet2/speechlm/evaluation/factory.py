@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+import inspect
+from typing import Any, Dict, Tuple, Type
 
 from espnet2.speechlm.evaluation.base import METRICS, Metric
 from espnet2.speechlm.evaluation.versa_bridge import VERSA_METRICS, VersaMetric, versa_available
@@ -11,11 +12,13 @@ from espnet2.speechlm.evaluation.versa_bridge import VERSA_METRICS, VersaMetric,
 RESERVED_KEYS = ("name", "hyp", "ref", "use_versa")
 
 
-def build_metric(entry: Dict[str, Any]) -> Metric:
-    """``entry``: ``{name: ..., hyp: ..., ref: ..., use_versa: auto|true|false, **options}``.
+def resolve_metric(entry: Dict[str, Any]) -> Tuple[Type[Metric], Dict[str, Any]]:
+    """The class ``build_metric(entry)`` instantiates and its keyword arguments.
 
-    ``use_versa: auto`` (default) delegates to VERSA when it is importable and
-    knows the metric; options are then passed to VERSA's config entry as is.
+    Checks the name, ``use_versa`` and the option *names* (against the
+    constructor's signature) but instantiates nothing, so no model is loaded:
+    the parallel scorer validates a config with it before its workers build the
+    metrics. Option *values* are only checked by the constructor.
     """
     name = entry["name"]
     use_versa = entry.get("use_versa", "auto")
@@ -27,9 +30,23 @@ def build_metric(entry: Dict[str, Any]) -> Metric:
             raise ValueError(f"{name}: no VERSA equivalent is known")
         if not versa_available():
             raise RuntimeError(f"{name}: use_versa is true but the versa package is not installed")
-        return VersaMetric(name, options)
+        return VersaMetric, {"name": name, "options": options}  # VERSA checks its own options
     cls = METRICS.get(name)
     try:
-        return cls(**options)
+        inspect.signature(cls).bind(**options)
     except TypeError as e:
-        raise TypeError(f"bad options for metric {name!r}: {e}") from e
+        raise TypeError(f"bad options for metric {name!r}: {e}") from None
+    return cls, options
+
+
+def build_metric(entry: Dict[str, Any]) -> Metric:
+    """``entry``: ``{name: ..., hyp: ..., ref: ..., use_versa: auto|true|false, **options}``.
+
+    ``use_versa: auto`` (default) delegates to VERSA when it is importable and
+    knows the metric; options are then passed to VERSA's config entry as is.
+    """
+    cls, kwargs = resolve_metric(entry)
+    try:  # nested options (e.g. ``recognizer_conf``) are only checked in there
+        return cls(**kwargs)
+    except TypeError as e:
+        raise TypeError(f"bad options for metric {entry['name']!r}: {e}") from e

@@ -25,7 +25,7 @@ import yaml
 
 from espnet2.speechlm.evaluation.base import Metric, is_number
 from espnet2.speechlm.evaluation.data_io import load_audio, parse_logprob, read_index, resolve_audio_spec, write_utt2
-from espnet2.speechlm.evaluation.factory import build_metric
+from espnet2.speechlm.evaluation.factory import build_metric, resolve_metric
 from espnet2.speechlm.evaluation.results_md import format_value, update_results_md
 
 UNIVERSE_FILES = ("text", "wav.scp", "utt2spk")
@@ -100,8 +100,11 @@ class _Side:
 
 @dataclass
 class _Run:
+    """One config entry and what it made of each utterance; holds no metric object,
+    since with ``nj > 1`` only the workers build metrics (and load their models)."""
+
     entry: Dict[str, Any]
-    metric: Metric
+    module: str  # where the metric's class lives: spawned workers import it to find a user's metric
     hyp: str
     ref: Optional[str]
     per_utt: Dict[str, Dict[str, Any]] = field(default_factory=dict)
@@ -111,6 +114,9 @@ class _Run:
 
 # What one metric made of one utterance: (True, result, (hyp_spec, ref_spec)) or (False, reason, None).
 Outcome = Tuple[bool, Any, Optional[Tuple[Any, Any]]]
+# What one metric says about the whole test set: {"scores", "higher_is_better", "info"}, made by
+# whichever process holds the metric (see `_report`).
+Report = Dict[str, Any]
 
 
 class ScoringError(RuntimeError):
@@ -173,7 +179,8 @@ def score_dirs(
     """Run every configured metric, write utt2* / missing.txt / summary.json, update RESULTS.md.
 
     ``nj > 1`` scores utterances in that many worker processes (see ``_score_parallel``);
-    per-utterance and corpus results are identical to ``nj=1``.
+    per-utterance and corpus results are identical to ``nj=1``, and this process then
+    builds no metric, so each model is loaded nj times, not nj+1.
     """
     from tqdm import tqdm
 
@@ -184,13 +191,14 @@ def score_dirs(
     test_set = test_set or (ref_dir.name if ref_dir else hyp_dir.name)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    # Built here even when workers score: a bad option fails before any process starts,
-    # and summarize()/info() run in this process.
+    # Classes only: names and option names fail here, before any model loads or process
+    # starts. Metrics are instantiated by whoever scores: this process for nj=1, else
+    # each worker (and only the workers), which also summarize (`_report`).
     runs: List[_Run] = []
     for entry in score_config:
-        metric = build_metric(entry)
-        ref = entry.get("ref", metric.default_ref)
-        runs.append(_Run(entry, metric, entry.get("hyp", metric.default_hyp), ref))
+        cls, _ = resolve_metric(entry)
+        ref = entry.get("ref", cls.default_ref)
+        runs.append(_Run(entry, cls.__module__, entry.get("hyp", cls.default_hyp), ref))
         if ref is not None and ref_dir is None:
             raise ValueError(f"metric {entry['name']!r} needs a reference ({ref}); pass --ref_dir")
 
@@ -200,19 +208,14 @@ def score_dirs(
     if nj > 1:
         logging.info("scoring %d utterances in %d worker processes", len(utts), nj)
     bar = tqdm(total=len(utts), desc=f"scoring {task}/{test_set}", disable=not progress)
-    if nj == 1:
-        scorer = _UttScorer([(r.metric, r.hyp, r.ref) for r in runs], hyp_dir, ref_dir)
-        outcomes = _score_serial(scorer, utts, bar)
-    else:
-        outcomes = _score_parallel(runs, hyp_dir, ref_dir, utts, nj, bar)
     try:
-        for utt, per_run in outcomes:  # always in `utts` order, so summaries see the same order
-            for run, (ok, value, pair) in zip(runs, per_run):
-                if ok:
-                    run.per_utt[utt] = value
-                    run.pairs[utt] = pair
-                else:
-                    run.not_scored[utt] = value
+        if nj == 1:
+            metrics = [build_metric(r.entry) for r in runs]
+            scorer = _UttScorer([(m, r.hyp, r.ref) for m, r in zip(metrics, runs)], hyp_dir, ref_dir)
+            _collect(runs, _score_serial(scorer, utts, bar))
+            reports = [_report(m, r.per_utt, r.pairs) for m, r in zip(metrics, runs)]
+        else:
+            reports = _score_parallel(runs, hyp_dir, ref_dir, utts, nj, bar)
     finally:
         bar.close()
 
@@ -220,7 +223,7 @@ def score_dirs(
     extra = sorted({u for run in runs for u in (hyps.index(run.hyp) or {}) if u not in universe})
     if extra:
         logging.warning("%d hypothesis ids have no reference and were ignored (e.g. %s)", len(extra), extra[0])
-    summary = _summarize(runs, utts, task, test_set, hyp_dir, ref_dir, extra)
+    summary = _summarize(runs, reports, utts, task, test_set, hyp_dir, ref_dir, extra)
     _write_outputs(runs, utts, out_dir, summary)
     if results_md is not None:
         cells = {
@@ -230,6 +233,25 @@ def score_dirs(
         }
         update_results_md(Path(results_md), task, test_set, len(utts), cells)
     return summary
+
+
+def _collect(runs: List[_Run], outcomes: Iterator[Tuple[str, List[Outcome]]]) -> None:
+    for utt, per_run in outcomes:  # always in `utts` order, so summaries see the same order
+        for run, (ok, value, pair) in zip(runs, per_run):
+            if ok:
+                run.per_utt[utt] = value
+                run.pairs[utt] = pair
+            else:
+                run.not_scored[utt] = value
+
+
+def _report(metric: Metric, per_utt: Dict[str, Dict[str, Any]], pairs: Dict[str, Tuple[Any, Any]]) -> Report:
+    """Everything the summary needs from a metric object; plain data, so a worker can send it."""
+    return {
+        "scores": {k: float(v) for k, v in metric.summarize(per_utt, pairs).items()},
+        "higher_is_better": metric.higher_is_better,
+        "info": metric.info(),
+    }
 
 
 def _score_serial(scorer: "_UttScorer", utts: List[str], bar) -> Iterator[Tuple[str, List[Outcome]]]:
@@ -245,26 +267,43 @@ def _score_serial(scorer: "_UttScorer", utts: List[str], bar) -> Iterator[Tuple[
 # --- process pool -------------------------------------------------------------------------
 # Metrics may hold models (a recognizer, an x-vector net), which cannot be pickled and
 # are slow to load: each worker builds them once from the config entries in the pool
-# initializer and keeps them in this module global.
+# initializer and keeps them in this module global. The main process never builds one
+# (that would load every model nj+1 times): a worker also turns the collected per-utterance
+# results into the corpus numbers and info (`_report_in_worker`).
 _WORKER: Optional[_UttScorer] = None
+_BUILD_ERROR: Optional[Tuple[str, Exception]] = None  # (metric name, what its constructor raised)
 
 
 def _init_worker(entries: List[Dict[str, Any]], names: List[Tuple[str, Optional[str]]], modules: List[str],
                  hyp_dir: Path, ref_dir: Optional[Path]) -> None:
-    global _WORKER
+    global _WORKER, _BUILD_ERROR
     for module in modules:  # metrics registered by a user's module exist in a fresh process only once it is imported
         importlib.import_module(module)
-    specs = [(build_metric(entry), hyp, ref) for entry, (hyp, ref) in zip(entries, names)]
+    specs = []
+    for entry, (hyp, ref) in zip(entries, names):
+        try:
+            specs.append((build_metric(entry), hyp, ref))
+        except Exception as e:  # kept for the first task to report: an initializer that raises only breaks the pool
+            _BUILD_ERROR = (entry["name"], e)
+            return
     _WORKER = _UttScorer(specs, hyp_dir, ref_dir)
 
 
-def _score_in_worker(utt: str) -> List[Outcome]:
+def _worker() -> _UttScorer:
+    if _BUILD_ERROR is not None:
+        name, e = _BUILD_ERROR
+        raise ScoringError(f"metric {name!r} could not be built in a scoring worker: {type(e).__name__}: {e}") from e
     assert _WORKER is not None, "scoring worker used before its initializer ran"
+    return _WORKER
+
+
+def _score_in_worker(utt: str) -> List[Outcome]:
+    worker = _worker()
     try:
-        per_run = _WORKER(utt)
+        per_run = worker(utt)
     except Exception as e:
         raise ScoringError(f"utterance {utt!r}: {type(e).__name__}: {e}") from e
-    for (metric, _, _), (ok, value, _) in zip(_WORKER.specs, per_run):
+    for (metric, _, _), (ok, value, _) in zip(worker.specs, per_run):
         if ok:  # fail here, naming the metric, rather than as an anonymous pickling error
             try:
                 pickle.dumps(value)
@@ -277,9 +316,15 @@ def _score_in_worker(utt: str) -> List[Outcome]:
     return per_run
 
 
+def _report_in_worker(results: List[Tuple[Dict[str, Any], Dict[str, Any]]]) -> List[Report]:
+    """``results``: (per_utt, pairs) of each run, in ``utts`` order as collected by the main process."""
+    return [_report(metric, per_utt, pairs) for (metric, _, _), (per_utt, pairs) in zip(_worker().specs, results)]
+
+
 def _score_parallel(runs: List[_Run], hyp_dir: Path, ref_dir: Optional[Path], utts: List[str], nj: int,
-                    bar) -> Iterator[Tuple[str, List[Outcome]]]:
-    """Score in ``nj`` spawned workers; yields in ``utts`` order whatever the finishing order.
+                    bar) -> List[Report]:
+    """Score in ``nj`` spawned workers, filling ``runs`` in ``utts`` order whatever the
+    finishing order; then one worker summarizes, and its reports are returned.
 
     At most ``2 * nj`` utterances are in flight (submitted, not yet returned), so a
     worker that dies can be tied to a short list of utterances.
@@ -289,65 +334,72 @@ def _score_parallel(runs: List[_Run], hyp_dir: Path, ref_dir: Optional[Path], ut
     """
     entries = [r.entry for r in runs]
     names = [(r.hyp, r.ref) for r in runs]
-    modules = sorted({type(r.metric).__module__ for r in runs} - {"__main__", "__mp_main__"})
+    modules = sorted({r.module for r in runs} - {"__main__", "__mp_main__"})
     # spawn: no forked copies of this process's threads (tqdm, BLAS, torch) or loaded models
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(nj, mp_context=ctx, initializer=_init_worker,
                              initargs=(entries, names, modules, hyp_dir, ref_dir)) as pool:
-        pending: Dict[Future, str] = {}
-        done_early: Dict[str, List[Outcome]] = {}
-        todo = iter(utts)
-        next_out = 0
         try:
-            for utt in itertools.islice(todo, 2 * nj):
-                pending[pool.submit(_score_in_worker, utt)] = utt
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    utt = pending.pop(fut)
-                    done_early[utt] = _result(fut, utt, pending)
-                    bar.update(1)
-                    for nxt in itertools.islice(todo, 1):
-                        pending[pool.submit(_score_in_worker, nxt)] = nxt
-                while next_out < len(utts) and utts[next_out] in done_early:
-                    yield utts[next_out], done_early.pop(utts[next_out])
-                    next_out += 1
+            _collect(runs, _in_order(pool, utts, nj, bar))
+            fut = pool.submit(_report_in_worker, [(r.per_utt, r.pairs) for r in runs])
+            return _result(fut, "summarizing the scores", "summarizing the scores")
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)  # waits only for the <= nj utterances being scored
             raise
 
 
-def _result(fut: Future, utt: str, pending: Dict[Future, str]) -> List[Outcome]:
+def _in_order(pool: ProcessPoolExecutor, utts: List[str], nj: int, bar) -> Iterator[Tuple[str, List[Outcome]]]:
+    pending: Dict[Future, str] = {}
+    done_early: Dict[str, List[Outcome]] = {}
+    todo = iter(utts)
+    next_out = 0
+    for utt in itertools.islice(todo, 2 * nj):
+        pending[pool.submit(_score_in_worker, utt)] = utt
+    while pending:
+        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            utt = pending.pop(fut)
+            in_flight = "scoring one of: " + ", ".join(repr(u) for u in [utt, *pending.values()])
+            done_early[utt] = _result(fut, f"utterance {utt!r}", in_flight)
+            bar.update(1)
+            for nxt in itertools.islice(todo, 1):
+                pending[pool.submit(_score_in_worker, nxt)] = nxt
+        while next_out < len(utts) and utts[next_out] in done_early:
+            yield utts[next_out], done_early.pop(utts[next_out])
+            next_out += 1
+
+
+def _result(fut: Future, what: str, doing: str) -> Any:
+    """``fut``'s value; anything else becomes a ScoringError that names ``what`` failed,
+    or what the pool was ``doing`` when a worker died."""
     try:
         return fut.result()
     except ScoringError:
         raise
     except BrokenProcessPool as e:
-        in_flight = ", ".join(repr(u) for u in [utt, *pending.values()])
         raise ScoringError(
-            f"a scoring worker process died (crash, out of memory or failed start-up) while scoring one of: "
-            f"{in_flight}; rerun with --nj 1 to see the error in-process"
+            f"a scoring worker process died (crash, out of memory or failed start-up) while {doing}; "
+            "rerun with --nj 1 to see the error in-process"
         ) from e
     except Exception as e:
-        raise ScoringError(f"utterance {utt!r}: {type(e).__name__}: {e}") from e
+        raise ScoringError(f"{what}: {type(e).__name__}: {e}") from e
 
 
-def _summarize(runs, utts, task, test_set, hyp_dir, ref_dir, extra) -> Dict[str, Any]:
+def _summarize(runs: List[_Run], reports: List[Report], utts, task, test_set, hyp_dir, ref_dir, extra) -> Dict[str, Any]:
     pos = {u: i for i, u in enumerate(utts)}
     metrics: Dict[str, Any] = {}
     scores: Dict[str, float] = {}
-    for run in runs:
+    for run, report in zip(runs, reports):
         name = run.entry["name"]
-        values = {k: float(v) for k, v in run.metric.summarize(run.per_utt, run.pairs).items()}
-        scores.update(values)
+        scores.update(report["scores"])
         metrics[name] = {
-            "scores": values,
+            "scores": report["scores"],
             "n_scored": len(run.per_utt),
             "n_total": len(utts),
             "hyp": run.hyp,
             "ref": run.ref,
-            "higher_is_better": run.metric.higher_is_better,
-            "info": run.metric.info(),
+            "higher_is_better": report["higher_is_better"],
+            "info": report["info"],
             "not_scored": dict(sorted(run.not_scored.items(), key=lambda kv: pos[kv[0]])),
         }
     missing = [u for u in utts if any(u in r.not_scored and r.not_scored[u].startswith(("missing hyp", "unreadable")) for r in runs)]

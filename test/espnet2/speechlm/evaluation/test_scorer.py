@@ -206,3 +206,50 @@ def test_cli_nj(tmp_path, dirs, capsys):
     assert speechlm_score.main(args + ["--out_dir", str(tmp_path / "a")]) == 0
     assert speechlm_score.main(args + ["--out_dir", str(tmp_path / "b"), "--nj", "2"]) == 0
     assert _outputs(tmp_path / "a") == _outputs(tmp_path / "b")
+
+
+PROBE = "speechlm_eval_plugins:BuildProbe"  # a module:Class name: no registry entry to add or clean up
+
+
+def test_parallel_main_process_builds_no_metric(tmp_path, dirs):
+    """With nj > 1 only the workers instantiate metrics (each once), yet corpus values,
+    higher_is_better and info, which need an instance, equal those of nj=1."""
+    import os
+
+    hyp, ref = dirs  # u1 and u4 match the reference, u2 does not, u3 has no hypothesis
+    log = tmp_path / "built_by.txt"
+    conf = [{"name": PROBE, "log": str(log), "tag": "t1"}, {"name": "wer"}]
+    serial = score_dirs(conf, hyp, ref, tmp_path / "nj1", task="t", progress=False, nj=1)
+    assert log.read_text().split() == [str(os.getpid())]  # nj=1: built here, once
+    log.unlink()
+
+    parallel = score_dirs(conf, hyp, ref, tmp_path / "nj2", task="t", progress=False, nj=2)
+    pids = log.read_text().split()
+    assert str(os.getpid()) not in pids
+    assert 1 <= len(pids) <= 2 and len(set(pids)) == len(pids)  # one build per worker
+    assert parallel == serial
+    assert _outputs(tmp_path / "nj1") == _outputs(tmp_path / "nj2")
+    probe = parallel["metrics"][PROBE]
+    assert probe["scores"] == {"build_probe_matches": 2.0}  # the metric's own summarize, not a mean
+    assert probe["higher_is_better"] is False and probe["info"] == {"tag": "t1"}
+    assert probe["n_scored"] == 3 and parallel["scores"]["wer"] == pytest.approx(1 / 6)
+
+
+def test_parallel_bad_metric_options_fail_clearly(tmp_path, dirs):
+    from espnet2.speechlm.evaluation.scorer import ScoringError
+
+    hyp, ref = dirs
+    log = tmp_path / "built_by.txt"
+    # a misspelt option fails in this process, before any worker starts or anything is built
+    with pytest.raises(TypeError, match=r"bad options for metric 'speechlm_eval_plugins:BuildProbe'.*'tga'"):
+        score_dirs([{"name": PROBE, "log": str(log), "tga": "x"}], hyp, ref, tmp_path / "s", task="t",
+                   progress=False, nj=2)
+    assert not log.exists()
+    # a value only the constructor rejects: named with the metric, not as an anonymous dead worker
+    with pytest.raises(ScoringError, match=r"metric 'speechlm_eval_plugins:BuildProbe' could not be built "
+                                           r"in a scoring worker: ValueError: probe refused to build"):
+        score_dirs([{"name": "wer"}, {"name": PROBE, "log": str(log), "fail": True}], hyp, ref, tmp_path / "s",
+                   task="t", progress=False, nj=2)
+    with pytest.raises(ValueError, match="probe refused to build"):  # nj=1: the constructor's own error
+        score_dirs([{"name": PROBE, "log": str(log), "fail": True}], hyp, ref, tmp_path / "s", task="t",
+                   progress=False, nj=1)
