@@ -11,11 +11,15 @@ It is used only for CPU tensors under `torch.inference_mode` (`cpu_decoding`): t
 and no_grad validation call each Linear module, so hooks that gather sharded weights per
 module (DeepSpeed ZeRO-3) see every call, and GPU memory holds one copy of the weights.
 The cost is one more copy of the weights it covers, in host memory.
+
+Checking a copy against its sources costs a few microseconds per matmul; inside
+`frozen_weights()` (one generate call, where nothing trains) each copy is checked once.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from contextlib import contextmanager
+from typing import Iterator, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -23,6 +27,22 @@ from torch import nn
 
 def cpu_decoding(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and torch.is_inference_mode_enabled()
+
+
+_session: Optional[object] = None  # set inside frozen_weights()
+
+
+@contextmanager
+def frozen_weights() -> Iterator[None]:
+    """Promise that no weight changes inside the block (a decoding call): each DecodeWeight
+    then checks its sources on first use only. Nested blocks share the outer one."""
+    global _session
+    outer = _session
+    _session = outer or object()
+    try:
+        yield
+    finally:
+        _session = outer
 
 
 class DecodeWeight:
@@ -37,12 +57,16 @@ class DecodeWeight:
         self.linears, self.rows = list(linears), rows
         self.key: Optional[tuple] = None
         self.weight: Optional[torch.Tensor] = None
+        self.session: Optional[object] = None  # the frozen_weights() block it was last checked in
 
     @classmethod
     def of(cls, *linears: nn.Module) -> "DecodeWeight":
         return cls(linears)
 
     def get(self) -> torch.Tensor:
+        if self.session is not None and self.session is _session:
+            return self.weight
+        self.session = _session
         ws = [m.weight for m in self.linears]
         key = tuple((w.data_ptr(), w._version, w.dtype) for w in ws)
         if key != self.key:

@@ -168,33 +168,30 @@ class Attention(nn.Module):
         """x [B, T, D] -> rotated q [B, H, T, Dh], rotated k and v [B, Hkv, T, Dh]."""
         B, T, _ = x.shape
         Dh, H = self.head_dim, self.n_head
-        if not cpu_decoding(x):
-            q = apply_rotary(self.q_proj(x).view(B, T, H, Dh), cos, sin)
-            k = apply_rotary(self.k_proj(x).view(B, T, -1, Dh), cos, sin)
-            v = self.v_proj(x).view(B, T, -1, Dh)
-        else:  # one matmul, and q and k rotated together
-            qkv = torch.matmul(x, self._qkv.get()).view(B, T, -1, Dh)  # [B, T, H + 2 Hkv, Dh]
-            qk = apply_rotary(qkv[:, :, :H + self.n_kv_head], cos, sin)
-            q, k, v = qk[:, :, :H], qk[:, :, H:], qkv[:, :, H + self.n_kv_head:]
+        q = apply_rotary(self.q_proj(x).view(B, T, H, Dh), cos, sin)
+        k = apply_rotary(self.k_proj(x).view(B, T, -1, Dh), cos, sin)
+        v = self.v_proj(x).view(B, T, -1, Dh)
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
     def forward(self, x, cos, sin, mask: Optional[torch.Tensor], cache: Optional[KVCache], layer: int):
-        B, T, _ = x.shape
         q, k, v = self.project(x, cos, sin)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # [B, Hkv, Tk, Dh]
+        return self.o_proj(self.attend(q, k, v, mask))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """q [B, H, T, Dh], k / v [B, Hkv, Tk, Dh] -> [B, T, H * Dh]."""
+        B, _, T, _ = q.shape
         p = self.dropout if self.training else 0.0
-        if flash_attn_func is not None and x.is_cuda and mask is None and q.dtype in (torch.float16, torch.bfloat16):
+        if flash_attn_func is not None and q.is_cuda and mask is None and q.dtype in (torch.float16, torch.bfloat16):
             # flash-attn wants [B, T, H, Dh]; aligns causal to the bottom-right like the cached case
             y = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), dropout_p=p,
                                 causal=self.causal)
-            y = y.reshape(B, T, -1)
-        else:
-            is_causal = self.causal and mask is None and T > 1  # unmasked: plain causal (T == Tk) or one query
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal,
-                                               enable_gqa=self.n_kv_head != self.n_head)  # [B, H, T, Dh]
-            y = y.transpose(1, 2).reshape(B, T, -1)
-        return torch.matmul(y, self._o.get()) if cpu_decoding(y) else self.o_proj(y)
+            return y.reshape(B, T, -1)
+        is_causal = self.causal and mask is None and T > 1  # unmasked: plain causal (T == Tk) or one query
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal,
+                                           enable_gqa=self.n_kv_head != self.n_head)  # [B, H, T, Dh]
+        return y.transpose(1, 2).reshape(B, T, -1)
 
 
 class MLP(nn.Module):
@@ -208,10 +205,7 @@ class MLP(nn.Module):
         self._gate_up, self._down = DecodeWeight.of(self.gate_proj, self.up_proj), DecodeWeight.of(self.down_proj)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not cpu_decoding(x):
-            return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-        gate, up = torch.matmul(x, self._gate_up.get()).chunk(2, dim=-1)  # one matmul for both
-        return torch.matmul(F.silu(gate) * up, self._down.get())
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class DecoderLayer(nn.Module):
@@ -226,8 +220,26 @@ class DecoderLayer(nn.Module):
         self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
 
     def forward(self, x, cos, sin, mask, cache, layer):
+        if cpu_decoding(x):
+            return self.decode(x, cos, sin, mask, cache, layer)
         x = x + self.drop(self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer))
         return x + self.drop(self.mlp(self.post_attention_layernorm(x)))
+
+    def decode(self, x, cos, sin, mask, cache, layer):
+        """The same block for CPU inference (see models.decode_weights): [in, out] weight
+        copies, q/k/v and gate/up each one matmul, q and k rotated together, and no module
+        call per projection (at one new position per row a call costs about what its math does)."""
+        a, mlp = self.self_attn, self.mlp
+        B, T, _ = x.shape
+        H, Hkv = a.n_head, a.n_kv_head
+        qkv = torch.matmul(self.input_layernorm(x), a._qkv.get()).view(B, T, H + 2 * Hkv, a.head_dim)
+        qk = apply_rotary(qkv[:, :, :H + Hkv], cos, sin).transpose(1, 2)  # [B, H + Hkv, T, Dh]
+        q, k, v = qk[:, :H], qk[:, H:], qkv[:, :, H + Hkv:].transpose(1, 2)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)  # [B, Hkv, Tk, Dh]
+        x = x + torch.matmul(a.attend(q, k, v, mask), a._o.get())
+        gate, up = torch.matmul(self.post_attention_layernorm(x), mlp._gate_up.get()).chunk(2, dim=-1)
+        return x + torch.matmul(F.silu(gate) * up, mlp._down.get())
 
 
 @BODIES.register("builtin")

@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from espnet2.speechlm.models.decode_weights import DecodeWeight, cpu_decoding
+from espnet2.speechlm.models.decode_weights import DecodeWeight, cpu_decoding, frozen_weights
 from espnet2.speechlm.models.heads import HeadRanges, head_index, ranges_to_ids
 from espnet2.speechlm.vocab import N_SPECIAL, PAD
 
@@ -329,8 +329,9 @@ class AbsMultiStreamLM(nn.Module, ABC):
         was_training = self.training
         self.eval()
         try:
-            return self.decode_prompts(decode, prefix, prefix_lengths, search, self.forbid_continuous(modality),
-                                       use_cache, feats)
+            with frozen_weights():
+                return self.decode_prompts(decode, prefix, prefix_lengths, search, self.forbid_continuous(modality),
+                                           use_cache, feats)
         finally:
             self.train(was_training)
 

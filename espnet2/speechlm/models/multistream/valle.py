@@ -44,6 +44,7 @@ import torch.nn as nn
 from espnet2.speechlm.inference.decoding import PrecomputedFrame, decode
 from espnet2.speechlm.inference.masking import ModalityTable
 from espnet2.speechlm.inference.search import SearchConfig
+from espnet2.speechlm.models.decode_weights import frozen_weights
 from espnet2.speechlm.models.heads import HeadRanges
 from espnet2.speechlm.models.multistream import MULTISTREAM_LMS
 from espnet2.speechlm.models.multistream.abs_lm import AbsMultiStreamLM, Feats
@@ -186,8 +187,9 @@ class ValleLM(AbsMultiStreamLM):
         was_training = self.training
         self.eval()
         try:
-            stream0 = self.decode_prompts(decode, prefix[..., :1], prefix_lengths, search,
-                                          self.forbid_continuous(modality), use_cache, feats)
-            return self.fill_streams(prefix, prefix_lengths, stream0, modality, feats)
+            with frozen_weights():
+                stream0 = self.decode_prompts(decode, prefix[..., :1], prefix_lengths, search,
+                                              self.forbid_continuous(modality), use_cache, feats)
+                return self.fill_streams(prefix, prefix_lengths, stream0, modality, feats)
         finally:
             self.train(was_training)

@@ -131,3 +131,25 @@ def test_decode_weights_follow_a_deep_copy():
         ref = twin(x)
     with torch.inference_mode():
         assert torch.allclose(twin(x), ref, atol=1e-5)
+
+
+def test_frozen_weights_checks_copies_once_per_block():
+    """Inside frozen_weights() (one generate call) the decode copies are not re-checked;
+    the next block sees a weight that changed in between."""
+    from espnet2.speechlm.models.decode_weights import frozen_weights
+
+    body = _body()
+    x = torch.randn(1, 4, 32)
+    with frozen_weights():
+        with torch.inference_mode():
+            before = body(x)
+        with torch.no_grad():
+            body.layers[0].mlp.down_proj.weight.mul_(3.0)
+        with torch.inference_mode():
+            assert torch.equal(body(x), before)  # promised frozen: the copy is not re-checked
+    with torch.no_grad():
+        ref = body(x)
+    with torch.inference_mode(), frozen_weights():
+        after = body(x)
+    assert not torch.allclose(after, before, atol=1e-3)
+    assert torch.allclose(after, ref, atol=1e-6)
