@@ -12,6 +12,10 @@ import torch
 from espnet2.speechlm.inference.search import SEARCHES, SearchConfig
 
 
+def _tempered(logits: torch.Tensor, cfg: SearchConfig) -> torch.Tensor:
+    return logits if cfg.temperature == 1.0 else logits / cfg.temperature
+
+
 def pick_greedy(logits: torch.Tensor, cfg: SearchConfig, gen: Optional[torch.Generator]) -> torch.Tensor:
     return logits.argmax(dim=-1)  # [N]
 
@@ -19,7 +23,7 @@ def pick_greedy(logits: torch.Tensor, cfg: SearchConfig, gen: Optional[torch.Gen
 def pick_top_k(logits: torch.Tensor, cfg: SearchConfig, gen: Optional[torch.Generator]) -> torch.Tensor:
     """Sample among the k most likely ids (k clipped to the vocabulary)."""
     k = min(cfg.top_k, logits.shape[-1])
-    vals, ids = (logits / cfg.temperature).topk(k, dim=-1)  # [N, k]
+    vals, ids = _tempered(logits, cfg).topk(k, dim=-1)  # [N, k]
     probs = vals.softmax(dim=-1)  # masked ids have -inf -> probability 0
     choice = torch.multinomial(probs, 1, generator=gen)  # [N, 1]
     return ids.gather(1, choice).squeeze(1)
@@ -27,7 +31,7 @@ def pick_top_k(logits: torch.Tensor, cfg: SearchConfig, gen: Optional[torch.Gene
 
 def pick_top_p(logits: torch.Tensor, cfg: SearchConfig, gen: Optional[torch.Generator]) -> torch.Tensor:
     """Nucleus sampling: the smallest set of ids whose probability mass reaches top_p."""
-    probs, ids = (logits / cfg.temperature).softmax(dim=-1).sort(dim=-1, descending=True)  # [N, V]
+    probs, ids = _tempered(logits, cfg).softmax(dim=-1).sort(dim=-1, descending=True)  # [N, V]
     mass_before = probs.cumsum(dim=-1) - probs  # mass of strictly more likely ids
     probs = probs.masked_fill(mass_before >= cfg.top_p, 0.0)  # the top id always survives
     choice = torch.multinomial(probs, 1, generator=gen)

@@ -143,6 +143,12 @@ class Rotary(nn.Module):
             raise ValueError(f"position {int(pos.max())} >= max_len {self.max_len}")
         return self.cos[pos].unsqueeze(2), self.sin[pos].unsqueeze(2)
 
+    def span(self, start: int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions start .. start + T - 1 for every row: cos, sin [1, T, 1, Dh] (views, no gather)."""
+        if start + T > self.max_len:
+            raise ValueError(f"position {start + T - 1} >= max_len {self.max_len}")
+        return self.cos[start:start + T, None][None], self.sin[start:start + T, None][None]
+
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """x [B, T, H, Dh]; rotate-half layout (HF Llama compatible), computed in fp32."""
@@ -289,10 +295,10 @@ class BuiltinBody(nn.Module):
             return self._forward_bidirectional(x, pos, key_valid, cache)
         B, T, _ = x.shape
         past = cache.length if cache is not None else 0
-        if pos is None:
-            pos = torch.arange(past, past + T, device=x.device).expand(B, T)
-        # a cache no longer than the RoPE table keeps every position in range (see new_cache)
-        cos, sin = self.rotary(pos, check=cache is None)
+        if pos is None:  # the same positions in every row
+            cos, sin = self.rotary.span(past, T)
+        else:  # a cache no longer than the RoPE table keeps every position in range (see new_cache)
+            cos, sin = self.rotary(pos, check=cache is None)
         mask = None
         if cache is not None:
             cache.mark(past, key_valid, T)
@@ -313,9 +319,7 @@ class BuiltinBody(nn.Module):
         if cache is not None:
             raise ValueError("a bidirectional (causal=False) body cannot use a KV cache")
         B, T, _ = x.shape
-        if pos is None:
-            pos = torch.arange(T, device=x.device).expand(B, T)
-        cos, sin = self.rotary(pos)
+        cos, sin = self.rotary.span(0, T) if pos is None else self.rotary(pos)
         mask = None
         if key_valid is not None and not bool(key_valid.all()):
             eye = torch.eye(T, dtype=torch.bool, device=x.device)  # [T, T]
