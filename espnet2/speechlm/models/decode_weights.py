@@ -1,19 +1,25 @@
 """Decoding-time copies of weights, laid out for the small matmuls of CPU decoding.
 
-At decoding batch sizes a CPU matmul is bound by reading its weight. MKL reads an
-[in, out] matrix markedly faster than a Linear's [out, in] one for such shapes (one
-frame of the multiscale benchmark model: 25-33% less matmul time), and one fused
-matmul (q/k/v, gate/up) is cheaper than several. `DecodeWeight` keeps such a copy next
-to the parameters: built lazily, never saved, rebuilt whenever a source parameter
-changes (data pointer or in-place version), so training between two decodes is seen.
+At decoding batch sizes a CPU matmul is bound by reading its weight, and the best layout
+depends on the number of rows (measured on the suite's model shapes, AVX2, fp32):
+
+- one row (batch 1): MKL reading an [in, out] matrix; 25-33% less time than a Linear's
+  [out, in] one, and 25% less than oneDNN;
+- 2 to 256 rows: oneDNN with its weight reordered once into its own blocked layout
+  (`mkldnn._reorder_linear_weight`, what Inductor's CPU backend uses); 1.4-2x faster
+  than MKL at 2-16 rows, where MKL is far from both its peak and the memory bound.
+
+One fused matmul (q/k/v, gate/up) is also cheaper than several. `DecodeWeight` keeps such
+copies next to the parameters: built lazily (only the layouts used), never saved, not
+copied by deepcopy / pickle, and rebuilt whenever a source parameter changes (data
+pointer or in-place version), so training between two decodes is seen. Checking costs a
+few microseconds per matmul; inside `frozen_weights()` (one generate call, where nothing
+trains) each copy is checked once.
 
 It is used only for CPU tensors under `torch.inference_mode` (`cpu_decoding`): training
 and no_grad validation call each Linear module, so hooks that gather sharded weights per
 module (DeepSpeed ZeRO-3) see every call, and GPU memory holds one copy of the weights.
-The cost is one more copy of the weights it covers, in host memory.
-
-Checking a copy against its sources costs a few microseconds per matmul; inside
-`frozen_weights()` (one generate call, where nothing trains) each copy is checked once.
+The cost is up to two more copies of the weights it covers, in host memory.
 """
 
 from __future__ import annotations
@@ -24,12 +30,19 @@ from typing import Iterator, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+ONEDNN_ROW_HINT = 8  # the row count oneDNN's layout is tuned for; 4-16 measured alike for 2-256 rows
+
 
 def cpu_decoding(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and torch.is_inference_mode_enabled()
 
 
+def onednn_available() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
 _session: Optional[object] = None  # set inside frozen_weights()
+use_onednn = onednn_available()  # module switch (benchmarks compare both paths)
 
 
 @contextmanager
@@ -46,7 +59,7 @@ def frozen_weights() -> Iterator[None]:
 
 
 class DecodeWeight:
-    """[D_in, sum D_out]: the row-concatenation of the `linears`' weights, transposed.
+    """The row-concatenation of the `linears`' weights [sum D_out, D_in], as decoding copies.
 
     rows: optional (module, buffer name) of the rows to keep, e.g. the ids of a restricted
     head over a shared output layer. Modules are held, not closures, so a deep copy of the
@@ -55,26 +68,55 @@ class DecodeWeight:
 
     def __init__(self, linears: Sequence[nn.Module], rows: Optional[Tuple[nn.Module, str]] = None):
         self.linears, self.rows = list(linears), rows
-        self.key: Optional[tuple] = None
-        self.weight: Optional[torch.Tensor] = None
-        self.session: Optional[object] = None  # the frozen_weights() block it was last checked in
+        self._forget()
 
     @classmethod
     def of(cls, *linears: nn.Module) -> "DecodeWeight":
         return cls(linears)
 
+    def _forget(self) -> None:
+        self.key: Optional[tuple] = None
+        self.session: Optional[object] = None  # the frozen_weights() block it was last checked in
+        self.t: Optional[torch.Tensor] = None  # [D_in, D_out] for MKL
+        self.packed: Optional[torch.Tensor] = None  # oneDNN's blocked layout (an opaque tensor)
+
+    def __getstate__(self) -> dict:  # deepcopy / pickle: the modules, never the copies
+        return {"linears": self.linears, "rows": self.rows}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._forget()
+
+    def matmul(self, x: torch.Tensor) -> torch.Tensor:
+        """x [..., D_in] -> [..., D_out], with the layout that suits x's row count."""
+        self._check()
+        if x.numel() > x.shape[-1] and use_onednn and x.dtype == torch.float32:
+            if self.packed is None:
+                self.packed = torch.ops.mkldnn._reorder_linear_weight(self._weight(), ONEDNN_ROW_HINT)
+            return torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
+        return torch.matmul(x, self.get())
+
     def get(self) -> torch.Tensor:
+        """The [D_in, D_out] copy."""
+        self._check()
+        if self.t is None:
+            self.t = self._weight().t().contiguous()
+        return self.t
+
+    def _check(self) -> None:
         if self.session is not None and self.session is _session:
-            return self.weight
+            return
         self.session = _session
         ws = [m.weight for m in self.linears]
         key = tuple((w.data_ptr(), w._version, w.dtype) for w in ws)
         if key != self.key:
-            with torch.no_grad():
-                w = torch.cat([w.detach() for w in ws], dim=0)
-                if self.rows is not None:
-                    owner, name = self.rows
-                    w = w[getattr(owner, name)]
-                self.weight = w.t().contiguous()  # [D_in, D_out]
-            self.key = key
-        return self.weight
+            self._forget()
+            self.key, self.session = key, _session
+
+    def _weight(self) -> torch.Tensor:
+        with torch.no_grad():
+            w = torch.cat([m.weight.detach() for m in self.linears], dim=0)
+            if self.rows is not None:
+                owner, name = self.rows
+                w = w[getattr(owner, name)]
+            return w.contiguous()  # [D_out, D_in]

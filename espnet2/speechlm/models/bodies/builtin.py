@@ -238,14 +238,14 @@ class DecoderLayer(nn.Module):
         a, mlp = self.self_attn, self.mlp
         B, T, _ = x.shape
         H, Hkv = a.n_head, a.n_kv_head
-        qkv = torch.matmul(self.input_layernorm(x), a._qkv.get()).view(B, T, H + 2 * Hkv, a.head_dim)
+        qkv = a._qkv.matmul(self.input_layernorm(x)).view(B, T, H + 2 * Hkv, a.head_dim)
         qk = apply_rotary(qkv[:, :, :H + Hkv], cos, sin).transpose(1, 2)  # [B, H + Hkv, T, Dh]
         q, k, v = qk[:, :H], qk[:, H:], qkv[:, :, H + Hkv:].transpose(1, 2)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # [B, Hkv, Tk, Dh]
-        x = x + torch.matmul(a.attend(q, k, v, mask), a._o.get())
-        gate, up = torch.matmul(self.post_attention_layernorm(x), mlp._gate_up.get()).chunk(2, dim=-1)
-        return x + torch.matmul(F.silu(gate) * up, mlp._down.get())
+        x = x + a._o.matmul(a.attend(q, k, v, mask))
+        gate, up = mlp._gate_up.matmul(self.post_attention_layernorm(x)).chunk(2, dim=-1)
+        return x + mlp._down.matmul(F.silu(gate) * up)
 
 
 @BODIES.register("builtin")

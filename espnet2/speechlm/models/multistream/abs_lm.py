@@ -234,7 +234,7 @@ class AbsMultiStreamLM(nn.Module, ABC):
         if cpu_decoding(h):  # an [in, out] copy per head (see models.decode_weights)
             if self.shared_head:
                 h = h + self.stream_offset[k]
-            return torch.matmul(h, self._decode_head(k).get())
+            return self._decode_head(k).matmul(h)
         if self.shared_head:
             w = self.head.weight if not self.restricted_heads else self.head.weight[self.head_ids(k)]
             return F.linear(h + self.stream_offset[k], w)

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from espnet2.speechlm.models import decode_weights
 from espnet2.speechlm.models.bodies import BODIES
 from espnet2.speechlm.models.bodies.builtin import BuiltinBodyConfig
 
@@ -153,3 +154,35 @@ def test_frozen_weights_checks_copies_once_per_block():
         after = body(x)
     assert not torch.allclose(after, before, atol=1e-3)
     assert torch.allclose(after, ref, atol=1e-6)
+
+
+@pytest.mark.skipif(not decode_weights.onednn_available(), reason="this torch build has no oneDNN")
+def test_onednn_and_mkl_decode_layouts_agree(monkeypatch):
+    """Several rows decode through oneDNN's packed weights, one row through MKL's [in, out]
+    copy; both must give the module path's numbers, also when rows change in between."""
+    x = torch.randn(2, 5, 32)
+    with torch.no_grad():
+        ref, ref1 = _body()(x), _body()(x[:1, :1])
+    for flag in (True, False):
+        monkeypatch.setattr(decode_weights, "use_onednn", flag)
+        body = _body()  # same weights, no decode copies yet
+        with torch.inference_mode():
+            many, one = body(x), body(x[:1, :1])  # 10 rows, then 1 row
+        assert torch.allclose(many, ref, atol=1e-5) and torch.allclose(one, ref1, atol=1e-5)
+        qkv = body.layers[0].self_attn._qkv
+        assert (qkv.packed is not None) == flag and qkv.t is not None  # only the layouts used are built
+
+
+def test_decoded_model_still_pickles_and_deep_copies():
+    """oneDNN's packed copies are opaque tensors: they must not travel with the model."""
+    import copy
+    import pickle
+
+    body = _body()
+    with torch.inference_mode():
+        out = body(torch.randn(4, 3, 32))
+    twin = pickle.loads(pickle.dumps(body))
+    copy.deepcopy(body)
+    with torch.inference_mode():
+        assert torch.allclose(twin(torch.zeros(4, 3, 32)), body(torch.zeros(4, 3, 32)), atol=1e-6)
+    assert out.shape == (4, 3, 32)
