@@ -7,8 +7,9 @@
 Same model and workload as the suite's side-by-side generation cell (multiscale, per-stream
 heads on our side, `run.py` sizes "full"), each side in its own process and venv (the
 reference venv is made by `bench/suite/setup_reference.sh`). One generate call per side
-runs under `torch.profiler`; matmul = self time of aten::mm / addmm / bmm. The profiler
-adds overhead to both sides, so read the shares, not the absolute times. Why it matters:
+runs under `torch.profiler`; matmul = self time of aten::mm / addmm / bmm and of oneDNN's
+linear. The profiler adds overhead to both sides, so read the shares, not the absolute
+times. Why it matters:
 if our matmul time alone exceeds 1/3 of the reference's step, a 3x speed-up cannot come
 from removing overhead.
 """
@@ -26,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
-MATMULS = ("aten::mm", "aten::addmm", "aten::bmm")
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "mkldnn::_linear_pointwise")  # the last: our oneDNN decode path
 
 
 def profile_side(side: str, cell: dict) -> dict:
