@@ -13,13 +13,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "egs2" / "mini_en" / "speechlm1"
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("flite") or shutil.which("espeak-ng")), reason="needs flite or espeak-ng (tools/install.sh)")
+
+TASKS = ("asr", "tts_spkid", "tts_spkemb", "textlm", "audiolm")
+# 9 utterances over at most 8 round-robin voices: at least one speaker of valid/test has a second
+# utterance for tts_spkemb's speaker prompt; the others' examples are skipped with their reason.
+NUM_TEST = 9
 
 
 def run_stages(recipe: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -30,10 +37,10 @@ def run_stages(recipe: Path, *extra: str) -> subprocess.CompletedProcess:
     env["DS_ACCELERATOR"] = "cpu"
     cmd = [
         "bash", "speechlm.sh", "--python", sys.executable, "--data_name", "smoke",
-        "--tasks", "asr tts_spkid textlm audiolm", "--train_set", "train", "--valid_set", "valid",
+        "--tasks", " ".join(TASKS), "--train_set", "train", "--valid_set", "valid",
         "--test_sets", "test", "--tokenizer_config", "conf/tokenizers_tiny.yaml",
         "--train_config", "conf/train_tiny.yaml", "--inference_config", "conf/decode.yaml",
-        "--local_data_opts", "--num_train 24 --num_valid 4 --num_test 4 --nj 2", "--nj", "1",
+        "--local_data_opts", f"--num_train 24 --num_valid {NUM_TEST} --num_test {NUM_TEST} --nj 2", "--nj", "1",
         "--tokenizer_max_items", "50",
         "--prep_cmd", "env", "--prep_jobs", "2",  # the cluster path, with `env` as a stand-in launcher
         *extra,
@@ -55,7 +62,7 @@ def recipe(tmp_path_factory) -> Path:
 
 def test_every_stage_leaves_its_output(recipe):
     exp = recipe / "exp" / "speechlm_smoke_train_tiny"
-    for task in ("asr", "tts_spkid", "textlm", "audiolm"):
+    for task in TASKS:
         for split in ("train", "valid", "test"):
             assert json.loads((recipe / "dump" / task / split / "data.json").read_text())["num_examples"] > 0
     assert (recipe / "dump" / "vocab" / "vocab.txt").is_file()
@@ -69,10 +76,46 @@ def test_every_stage_leaves_its_output(recipe):
     wavs = (exp / "decode" / "tts_spkid_test" / "wav.scp").read_text().splitlines()
     assert wavs and all(Path(l.split()[1]).is_file() for l in wavs)
     results = (exp / "RESULTS.md").read_text()
-    for row in ("| asr | test |", "| tts_spkid | test |", "| textlm | test |", "| audiolm | test |"):
-        assert row in results, results
+    for task in TASKS:
+        assert f"| {task} | test |" in results, results
     assert (exp / "packed" / "README.md").is_file() and (exp / "packed" / "model.safetensors").is_file()
     assert json.loads((exp / "dataset" / "datasets.json").read_text())
+
+
+def test_speaker_embedding_task_goes_through_every_stage(recipe):
+    """tts_spkemb: features stored beside the tokens, a projection trained for them, prompts
+    decoded with them, scored with the recipe's conf/score/tts_spkemb.yaml, packed with the dataset."""
+    exp = recipe / "exp" / "speechlm_smoke_train_tiny"
+    kept = {}
+    for split in ("train", "valid", "test"):
+        out = recipe / "dump" / "tts_spkemb" / split
+        meta = json.loads((out / "data.json").read_text())
+        assert meta["tokenizers"]["spk_embedding"]["embed_dim"] == 40  # mfcc_stats: mean + std of 20 MFCCs
+        shards = [out / sh["path"] for sh in meta["shards"]]
+        kept[split] = [i for d in shards for i in (d / "ids.txt").read_text().split()]
+        feats = np.concatenate([np.load(d / "item1.feat.npy") for d in shards])  # item1: utt2spk
+        assert feats.shape == (len(kept[split]), 40) and len(kept[split]) == meta["num_examples"] > 0
+        np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, rtol=1e-5)  # normalize: true
+        skipped = (out / "skipped.txt").read_text().splitlines()
+        assert all("has no other utterance for a prompt" in line for line in skipped), skipped
+        n_utts = len((recipe / "dump" / "audio" / split / "utt2spk").read_text().splitlines())
+        assert len(kept[split]) + len(skipped) == n_utts
+        packed = exp / "dataset" / "tts_spkemb" / split
+        for d in shards:  # stage 12 ships the features with the tokens
+            shipped = np.load(packed / d.relative_to(out) / "item1.feat.npy")
+            assert np.array_equal(np.load(d / "item1.feat.npy"), shipped)
+    # a tokenizer the task does not use is neither applied nor listed in its data.json
+    spkid = json.loads((recipe / "dump" / "tts_spkid" / "test" / "data.json").read_text())
+    assert "spk_embedding" not in spkid["tokenizers"]
+    config = json.loads((exp / "train" / "model" / "config.json").read_text())
+    assert config["model"]["continuous"] == {"spk_embedding": 40}
+    dec = exp / "decode" / "tts_spkemb_test"
+    wavs = dict(l.split() for l in (dec / "wav.scp").read_text().splitlines())
+    assert sorted(wavs) == sorted(kept["test"]) and all(Path(w).is_file() for w in wavs.values())
+    assert yaml.safe_load((dec / "inference.yaml").read_text())["search"]["method"] == "top_k"  # decode.yaml entry
+    summary = json.loads((dec / "score" / "summary.json").read_text())
+    assert set(summary["metrics"]) == {"tts_wer", "spk_sim", "mcd"}  # conf/score/tts_spkemb.yaml, not tts.yaml
+    assert summary["n_scored"] == len(kept["test"]) and -1.0 <= summary["scores"]["spk_sim"] <= 1.0
 
 
 def test_rerun_skips_finished_stages(recipe):
@@ -95,4 +138,4 @@ def test_inference_from_the_packed_folder(recipe, tmp_path):
                                  "--inference_config", str(recipe / "conf" / "decode.yaml"), "--out_dir", str(tmp_path / "dec")])
     finally:
         shutil.copytree(exp / "train" / "model" / "tokenizers" / "text", recipe / "dump" / "tokenizers" / "text")
-    assert len((tmp_path / "dec" / "token").read_text().splitlines()) == 4
+    assert len((tmp_path / "dec" / "token").read_text().splitlines()) == NUM_TEST
