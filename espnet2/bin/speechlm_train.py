@@ -144,18 +144,27 @@ def build_model(cfg, vocab, embed_dims: Optional[Dict[str, int]] = None):
 
 
 def model_assets(dataset, output_dir: Path) -> Dict[str, Path]:
-    """Tokenizer dirs and task templates of the training data, to ship inside the model folder."""
+    """Tokenizer dirs, tokenizer settings and task templates of the training data, to ship
+    inside the model folder. `tokenizers.yaml` records every tokenizer's type and conf, also
+    of those with nothing trained (a speaker embedder's settings), so new data can be
+    prepared as the model's was."""
     assets: Dict[str, Path] = {}
+    settings: Dict[str, Dict[str, Any]] = {}
     tdir = Path(output_dir) / "templates"
     tdir.mkdir(parents=True, exist_ok=True)
     for m in dataset.manifests:
         for name, info in m.meta["tokenizers"].items():
+            settings[name] = {"type": info["type"], "conf": info.get("conf") or {}}
             if info.get("dir") and Path(info["dir"]).is_dir():
                 assets[f"tokenizers/{name}"] = Path(info["dir"])
         path = tdir / f"{m.task}.yaml"
         template = getattr(m, "lm_template", m.template)  # preference data: the task without rejected items
         path.write_text(yaml.safe_dump(template.to_dict(), sort_keys=False))
         assets[f"templates/{m.task}.yaml"] = path
+    record = Path(output_dir) / "tokenizers.yaml"
+    record.write_text("# The tokenizers this model's training data was prepared with (type and conf)\n"
+                      + yaml.safe_dump(settings, sort_keys=True))
+    assets["tokenizers.yaml"] = record
     return assets
 
 

@@ -109,6 +109,10 @@ def test_speaker_embedding_task_goes_through_every_stage(recipe):
     assert "spk_embedding" not in spkid["tokenizers"]
     config = json.loads((exp / "train" / "model" / "config.json").read_text())
     assert config["model"]["continuous"] == {"spk_embedding": 40}
+    for folder in (exp / "train" / "model", exp / "packed"):  # the embedder's settings travel with the model
+        record = yaml.safe_load((folder / "tokenizers.yaml").read_text())
+        assert record["spk_embedding"] == {"type": "spk_embedding", "conf": {"embedder": "mfcc_stats"}}
+        assert record["text"]["type"] == "sentencepiece"
     dec = exp / "decode" / "tts_spkemb_test"
     wavs = dict(l.split() for l in (dec / "wav.scp").read_text().splitlines())
     assert sorted(wavs) == sorted(kept["test"]) and all(Path(w).is_file() for w in wavs.values())
@@ -139,3 +143,21 @@ def test_inference_from_the_packed_folder(recipe, tmp_path):
     finally:
         shutil.copytree(exp / "train" / "model" / "tokenizers" / "text", recipe / "dump" / "tokenizers" / "text")
     assert len((tmp_path / "dec" / "token").read_text().splitlines()) == NUM_TEST
+
+
+def test_changed_task_list_redoes_what_depends_on_it(recipe):
+    """Markers hold their inputs: dropping a task redoes the vocabulary and statistics but
+    re-tokenizes nothing; stage 6 extends an existing vocabulary (ids stay stable), so
+    restoring the task list gives the same vocabulary, the trained model is still valid and
+    stage 8 stays done. (Last in this file: it ends where it started.)"""
+    vocab = recipe / "dump" / "vocab" / "vocab.json"
+    before = vocab.read_text()
+    fewer = run_stages(recipe, "--stage", "3", "--stop_stage", "7", "--tasks", "asr tts_spkid textlm")
+    assert fewer.returncode == 0, fewer.stderr[-3000:]
+    assert "redo stage 3: tokenizer training" in fewer.stderr and "redo stage 6: joint vocabulary" in fewer.stderr
+    assert vocab.read_text() == before  # extended by nothing: every id kept
+    assert "stage 5: tokenization" not in fewer.stderr.replace("skip stage 5: tokenization", "")
+    back = run_stages(recipe, "--stage", "6", "--stop_stage", "8")
+    assert back.returncode == 0, back.stderr[-3000:]
+    assert "redo stage 6: joint vocabulary" in back.stderr and vocab.read_text() == before
+    assert "skip stage 8: training (done" in back.stderr

@@ -108,12 +108,22 @@ task_dir_opt=""; [ -d "${task_dir}" ] && task_dir_opt="--task_dir ${task_dir}"
 # name of a task's dump dir: a YAML path becomes its file stem
 task_key() { basename "$1" .yaml; }
 marks_of() { case "$1" in stage[1-7]*) echo "${data_marks}" ;; *) echo "${exp_marks}" ;; esac; }
-done_or_run() {  # done_or_run <marker> <description>: returns 0 if the step still has to run
+# A marker holds what its step was made from (tasks, config checksums): a step is skipped
+# only when that still holds, and redone when it does not (redo=1, e.g. a task added to
+# --tasks redoes the vocabulary, statistics, training and decoding, and tokenizes only the new task).
+done_or_run() {  # done_or_run <marker> <description> [inputs]: returns 0 if the step has to run
     local m; m="$(marks_of "$1")/$1"
-    if [ -f "${m}" ]; then log "skip $2 (done; rm ${m} to redo)"; return 1; fi
+    redo=0
+    if [ -f "${m}" ]; then  # an empty marker: left by an earlier version of this script, taken as done
+        if [ ! -s "${m}" ] || [ "$(cat "${m}")" == "${3:-}" ]; then log "skip $2 (done; rm ${m} to redo)"; return 1; fi
+        log "redo $2: its inputs changed (was: '$(cat "${m}")'; now: '${3:-}')"
+        redo=1
+    fi
     return 0
 }
-mark() { touch "$(marks_of "$1")/$1"; }
+mark() { printf '%s\n' "${2:-}" > "$(marks_of "$1")/$1"; }  # mark <marker> [inputs]
+checksum() { if [ -f "$1" ]; then md5sum < "$1" | cut -c1-12; else echo "none"; fi; }  # checksum <file>
+stamp() { find "$1" -type f -printf '%P %s %T@\n' 2>/dev/null | sort | md5sum | cut -c1-12; }  # stamp <dir>: names, sizes, times
 run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
 
 all_sets="${train_set} ${valid_set} ${test_sets}"
@@ -135,21 +145,24 @@ if run_stage 2; then
     done
 fi
 
-if run_stage 3 && done_or_run stage3 "stage 3: tokenizer training"; then
+tok_inputs="tasks: ${tasks}; tokenizer_config: $(checksum "${tokenizer_config}")"
+if run_stage 3 && done_or_run stage3 "stage 3: tokenizer training" "${tok_inputs}"; then
     log "stage 3: tokenizer training on ${dumpdir}/audio/${train_set}"
     # shellcheck disable=SC2086
     ${python} -m espnet2.bin.speechlm_prepare train_tokenizers --data_dir "${dumpdir}/audio/${train_set}" \
         --tasks ${tasks} --tokenizer_config "${tokenizer_config}" --tokenizer_dir "${tokdir}" \
         --max_items "${tokenizer_max_items}" ${task_dir_opt}
-    mark stage3
+    mark stage3 "${tok_inputs}"
 fi
 
 if run_stage 5; then
     for t in ${tasks}; do
         for dset in ${all_sets}; do
             key="$(task_key "${t}")"
-            done_or_run "stage5_${key}_${dset}" "stage 5: tokenize ${key}/${dset}" || continue
+            tok5_inputs="tokenizer_config: $(checksum "${tokenizer_config}")"
+            done_or_run "stage5_${key}_${dset}" "stage 5: tokenize ${key}/${dset}" "${tok5_inputs}" || continue
             out="${dumpdir}/${key}/${dset}"
+            if [ "${redo}" = 1 ]; then log "stage 5: removing ${out} (made with another tokenizer config)"; rm -rf "${out}"; fi
             tok_args=(--task "${t}" --data_dir "${dumpdir}/audio/${dset}" --tokenizer_config "${tokenizer_config}"
                       --tokenizer_dir "${tokdir}" --out_dir "${out}" --max_seconds "${max_seconds}"
                       --shard_size "${prep_shard_size}")
@@ -170,7 +183,7 @@ if run_stage 5; then
             log "stage 5: tokenization ${key} ${dset}: merge (and any shard not done, with --nj ${nj})"
             # shellcheck disable=SC2086
             ${python} -m espnet2.bin.speechlm_prepare tokenize "${tok_args[@]}" --nj "${nj}" ${task_dir_opt}
-            mark "stage5_${key}_${dset}"
+            mark "stage5_${key}_${dset}" "${tok5_inputs}"
         done
     done
 fi
@@ -179,40 +192,47 @@ data_jsons() {  # data_jsons <set>: every task's data.json of a set
     for t in ${tasks}; do echo "${dumpdir}/$(task_key "${t}")/$1/data.json"; done
 }
 
-if run_stage 6 && done_or_run stage6 "stage 6: joint vocabulary"; then
+if run_stage 6 && done_or_run stage6 "stage 6: joint vocabulary" "tasks: ${tasks}"; then
     log "stage 6: joint vocabulary -> ${vocabdir}"
     # shellcheck disable=SC2046
     ${python} -m espnet2.bin.speechlm_prepare vocab --data_json $(data_jsons "${train_set}") --out_dir "${vocabdir}"
-    mark stage6
+    mark stage6 "tasks: ${tasks}"
 fi
 
-if run_stage 7 && done_or_run stage7 "stage 7: length statistics"; then
+if run_stage 7 && done_or_run stage7 "stage 7: length statistics" "tasks: ${tasks}"; then
     log "stage 7: length statistics"
     # shellcheck disable=SC2046
     ${python} -m espnet2.bin.speechlm_prepare stats --data_json $(data_jsons "${train_set}") $(data_jsons "${valid_set}")
-    mark stage7
+    mark stage7 "tasks: ${tasks}"
 fi
 
-if run_stage 8 && done_or_run stage8 "stage 8: training"; then
+train_inputs="tasks: ${tasks}; train_config: $(checksum "${train_config}"); vocab: $(checksum "${vocabdir}/vocab.json")"
+if run_stage 8 && done_or_run stage8 "stage 8: training" "${train_inputs}"; then
+    if [ "${redo}" = 1 ] && [ -d "${exp}/train" ]; then  # never resume a model made for other inputs
+        old="${exp}/train.$(date '+%Y%m%d-%H%M%S')"
+        log "stage 8: moving the earlier training to ${old}"
+        mv "${exp}/train" "${old}"
+    fi
     log "stage 8: training -> ${exp}/train (log: ${exp}/train/train.log)"
     mkdir -p "${exp}/train"
     # shellcheck disable=SC2046
     ${python} -m espnet2.bin.speechlm_train --train_config "${train_config}" \
         --train_data_json $(data_jsons "${train_set}") --valid_data_json $(data_jsons "${valid_set}") \
         --vocab "${vocabdir}/vocab.json" --output_dir "${exp}/train" --ngpu "${ngpu}" --num_procs "${num_procs}"
-    mark stage8
+    mark stage8 "${train_inputs}"
 fi
 
 if run_stage 9; then
     for t in ${test_tasks}; do
         for dset in ${test_sets}; do
             key="$(task_key "${t}")"
-            done_or_run "stage9_${key}_${dset}" "stage 9: inference ${key}/${dset}" || continue
+            dec_inputs="model: $(stamp "${exp}/train/model"); inference_config: $(checksum "${inference_config}")"
+            done_or_run "stage9_${key}_${dset}" "stage 9: inference ${key}/${dset}" "${dec_inputs}" || continue
             log "stage 9: inference ${key} ${dset}"
             ${python} -m espnet2.bin.speechlm_inference --model_dir "${exp}/train/model" \
                 --data_json "${dumpdir}/${key}/${dset}/data.json" --inference_config "${inference_config}" \
                 --out_dir "${exp}/decode/${key}_${dset}" --batch_size "${inference_batch_size}" --nbest "${nbest}"
-            mark "stage9_${key}_${dset}"
+            mark "stage9_${key}_${dset}" "${dec_inputs}"
         done
     done
 fi

@@ -76,7 +76,9 @@ def train_tokenizers(data_dir: Path, templates: Sequence[TaskTemplate], specs: D
                      out_dir: Path, max_items: int = 2000, seed: int = 0) -> List[str]:
     """Fit every trainable tokenizer the templates use on (a sample of) the training items.
 
-    Skips tokenizers whose directory already has a `done` marker. Returns the names trained.
+    Skips tokenizers whose directory has a `done` marker written with the same type and
+    conf (an empty one, from an earlier version, counts as the same); a changed config
+    retrains. Returns the names trained.
     """
     from espnet2.speechlm.tokenizers import TOKENIZERS, train_tokenizer
 
@@ -87,14 +89,20 @@ def train_tokenizers(data_dir: Path, templates: Sequence[TaskTemplate], specs: D
         spec = _spec(specs, name)
         cls = TOKENIZERS.get(spec.type)
         target = Path(out_dir) / name
-        if not cls.needs_training() or (target / "done").exists():
+        made_with = json.dumps({"type": spec.type, "conf": spec.conf}, sort_keys=True, default=str)
+        if not cls.needs_training():
             continue
+        if (target / "done").exists():
+            before = (target / "done").read_text().strip()
+            if before in ("", made_with):
+                continue
+            log.info("tokenizer %s: config changed (was %s, now %s); retraining", name, before, made_with)
         items = _training_items(data_dir, templates, name, cls, max_items, seed)
         log.info("training tokenizer %s (%s) on %d items", name, spec.type, len(items))
         if target.exists():
             shutil.rmtree(target)
         train_tokenizer(spec.type, items, target, **spec.conf)
-        (target / "done").touch()
+        (target / "done").write_text(made_with + "\n")
         trained.append(name)
     return trained
 

@@ -182,3 +182,20 @@ def test_tokenizer_rejecting_one_item_skips_only_that_example(tmp_path):
     assert meta["num_examples"] == 2 and meta["num_skipped"] == 1
     report = "".join(p.read_text() for p in out.rglob("skipped*.txt"))
     assert "b" in report.split() and "unknown pitch" in report and "text:2" in report.replace(str(data) + "/", "")
+
+
+def test_tokenizer_retrained_only_when_its_config_changes(tiny_data_dir, tmp_path):
+    """The `done` marker records the type and conf it was trained with: the same config (or
+    an empty marker from an earlier version) is skipped, a changed one is retrained."""
+    specs = {"text": prep.TokenizerSpec("text", "sentencepiece", {"vocab_size": 30, "model_type": "bpe"})}
+    templates = [load_template("textlm")]
+    tok_dir = tmp_path / "tok"
+    assert prep.train_tokenizers(tiny_data_dir, templates, specs, tok_dir) == ["text"]
+    assert '"vocab_size": 30' in (tok_dir / "text" / "done").read_text()
+    assert prep.train_tokenizers(tiny_data_dir, templates, specs, tok_dir) == []  # same config: kept
+    specs["text"] = prep.TokenizerSpec("text", "sentencepiece", {"vocab_size": 34, "model_type": "bpe"})
+    assert prep.train_tokenizers(tiny_data_dir, templates, specs, tok_dir) == ["text"]
+    assert prep.load_tokenizer(specs["text"], tok_dir).codebook_size == 34
+    (tok_dir / "text" / "done").write_text("")  # a marker of an earlier version
+    specs["text"] = prep.TokenizerSpec("text", "sentencepiece", {"vocab_size": 30, "model_type": "bpe"})
+    assert prep.train_tokenizers(tiny_data_dir, templates, specs, tok_dir) == []
