@@ -24,6 +24,7 @@ The cost is up to two more copies of the weights it covers, in host memory.
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from typing import Iterator, Optional, Sequence, Tuple
 
@@ -56,6 +57,18 @@ def frozen_weights() -> Iterator[None]:
         yield
     finally:
         _session = outer
+
+
+def _onednn_pack(w: torch.Tensor) -> Optional[torch.Tensor]:
+    """oneDNN's layout of w [D_out, D_in]; None (and MKL from then on) where this build or
+    CPU cannot make one (the ops are Inductor's, present only in oneDNN builds)."""
+    global use_onednn
+    try:
+        return torch.ops.mkldnn._reorder_linear_weight(w, ONEDNN_ROW_HINT)
+    except (RuntimeError, NotImplementedError) as e:
+        logging.getLogger(__name__).warning("oneDNN weight packing failed (%s); decoding uses MKL", e)
+        use_onednn = False
+        return None
 
 
 class DecodeWeight:
@@ -92,8 +105,9 @@ class DecodeWeight:
         self._check()
         if x.numel() > x.shape[-1] and use_onednn and x.dtype == torch.float32:
             if self.packed is None:
-                self.packed = torch.ops.mkldnn._reorder_linear_weight(self._weight(), ONEDNN_ROW_HINT)
-            return torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
+                self.packed = _onednn_pack(self._weight())
+            if self.packed is not None:
+                return torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
         return torch.matmul(x, self.get())
 
     def get(self) -> torch.Tensor:

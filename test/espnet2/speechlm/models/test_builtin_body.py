@@ -186,3 +186,20 @@ def test_decoded_model_still_pickles_and_deep_copies():
     with torch.inference_mode():
         assert torch.allclose(twin(torch.zeros(4, 3, 32)), body(torch.zeros(4, 3, 32)), atol=1e-6)
     assert out.shape == (4, 3, 32)
+
+
+def test_onednn_packing_failure_falls_back_to_mkl(monkeypatch):
+    """A build or CPU where oneDNN cannot pack a weight decodes through MKL, same numbers."""
+    def refuse(*args, **kwargs):
+        raise RuntimeError("no oneDNN kernel for this CPU")
+
+    monkeypatch.setattr(decode_weights, "use_onednn", True)
+    monkeypatch.setattr(torch.ops.mkldnn, "_reorder_linear_weight", refuse, raising=False)
+    body = _body()
+    x = torch.randn(2, 3, 32)
+    with torch.no_grad():
+        ref = body(x)
+    with torch.inference_mode():
+        out = body(x)
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert decode_weights.use_onednn is False
