@@ -108,22 +108,25 @@ task_dir_opt=""; [ -d "${task_dir}" ] && task_dir_opt="--task_dir ${task_dir}"
 # name of a task's dump dir: a YAML path becomes its file stem
 task_key() { basename "$1" .yaml; }
 marks_of() { case "$1" in stage[1-7]*) echo "${data_marks}" ;; *) echo "${exp_marks}" ;; esac; }
-# A marker holds what its step was made from (tasks, config checksums): a step is skipped
-# only when that still holds, and redone when it does not (redo=1, e.g. a task added to
-# --tasks redoes the vocabulary, statistics, training and decoding, and tokenizes only the new task).
+# A marker holds what its step was made from (task list, fingerprints of the configs and of
+# the files the step reads): a step is skipped only when that still holds, and redone when it
+# does not (redo=1). So a task added to --tasks tokenizes only that task and redoes the
+# vocabulary, statistics, training and decoding; a changed tokenizer config re-tokenizes,
+# which changes the data.json files, which redoes everything after them.
 done_or_run() {  # done_or_run <marker> <description> [inputs]: returns 0 if the step has to run
     local m; m="$(marks_of "$1")/$1"
     redo=0
-    if [ -f "${m}" ]; then  # an empty marker: left by an earlier version of this script, taken as done
-        if [ ! -s "${m}" ] || [ "$(cat "${m}")" == "${3:-}" ]; then log "skip $2 (done; rm ${m} to redo)"; return 1; fi
+    if [ -f "${m}" ]; then
+        if [ ! -s "${m}" ]; then log "skip $2 (done, by an earlier version of this script that recorded no inputs; rm ${m} to redo)"; return 1; fi
+        if [ "$(cat "${m}")" == "${3:-}" ]; then log "skip $2 (done; rm ${m} to redo)"; return 1; fi
         log "redo $2: its inputs changed (was: '$(cat "${m}")'; now: '${3:-}')"
         redo=1
     fi
     return 0
 }
 mark() { printf '%s\n' "${2:-}" > "$(marks_of "$1")/$1"; }  # mark <marker> [inputs]
-checksum() { if [ -f "$1" ]; then md5sum < "$1" | cut -c1-12; else echo "none"; fi; }  # checksum <file>
-stamp() { find "$1" -type f -printf '%P %s %T@\n' 2>/dev/null | sort | md5sum | cut -c1-12; }  # stamp <dir>: names, sizes, times
+unmark() { rm -f "$(marks_of "$1")/$1"; }  # a redo under way: if it fails, the retry resumes it
+fingerprint() { ${python} -m espnet2.bin.speechlm_fingerprint "$@"; }  # content hash of files / folders
 run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
 
 all_sets="${train_set} ${valid_set} ${test_sets}"
@@ -145,7 +148,9 @@ if run_stage 2; then
     done
 fi
 
-tok_inputs="tasks: ${tasks}; tokenizer_config: $(checksum "${tokenizer_config}")"
+task_list="$(echo ${tasks})"  # normalised spacing
+# each marker's inputs are computed in a plain assignment, so a failure stops the script (set -e)
+if run_stage 3; then tok_inputs="tasks: ${task_list}; configs: $(fingerprint "${tokenizer_config}" "${task_dir}")"; fi
 if run_stage 3 && done_or_run stage3 "stage 3: tokenizer training" "${tok_inputs}"; then
     log "stage 3: tokenizer training on ${dumpdir}/audio/${train_set}"
     # shellcheck disable=SC2086
@@ -159,10 +164,13 @@ if run_stage 5; then
     for t in ${tasks}; do
         for dset in ${all_sets}; do
             key="$(task_key "${t}")"
-            tok5_inputs="tokenizer_config: $(checksum "${tokenizer_config}")"
+            tok5_inputs="configs: $(fingerprint "${tokenizer_config}" "${task_dir}"); max_seconds: ${max_seconds}"
             done_or_run "stage5_${key}_${dset}" "stage 5: tokenize ${key}/${dset}" "${tok5_inputs}" || continue
             out="${dumpdir}/${key}/${dset}"
-            if [ "${redo}" = 1 ]; then log "stage 5: removing ${out} (made with another tokenizer config)"; rm -rf "${out}"; fi
+            if [ "${redo}" = 1 ]; then
+                log "stage 5: removing ${out} (made with other settings)"
+                rm -rf "${out}"; unmark "stage5_${key}_${dset}"
+            fi
             tok_args=(--task "${t}" --data_dir "${dumpdir}/audio/${dset}" --tokenizer_config "${tokenizer_config}"
                       --tokenizer_dir "${tokdir}" --out_dir "${out}" --max_seconds "${max_seconds}"
                       --shard_size "${prep_shard_size}")
@@ -192,26 +200,52 @@ data_jsons() {  # data_jsons <set>: every task's data.json of a set
     for t in ${tasks}; do echo "${dumpdir}/$(task_key "${t}")/$1/data.json"; done
 }
 
-if run_stage 6 && done_or_run stage6 "stage 6: joint vocabulary" "tasks: ${tasks}"; then
+# Stage 6 extends an existing vocabulary (earlier ids stay, so a model can be fine-tuned with
+# more tasks); after a tokenizer config change it starts a new one (the old one is moved aside).
+tokenizers_print() { if [[ "$1" =~ tokenizers:\ ([0-9a-f]+) ]]; then echo "${BASH_REMATCH[1]}"; fi; }
+# shellcheck disable=SC2046
+if run_stage 6; then
+    vocab_inputs="tasks: ${task_list}; tokenizers: $(fingerprint "${tokenizer_config}"); data: $(
+        fingerprint $(data_jsons "${train_set}"))"
+fi
+if run_stage 6 && done_or_run stage6 "stage 6: joint vocabulary" "${vocab_inputs}"; then
+    before="$(tokenizers_print "$(cat "${data_marks}/stage6" 2>/dev/null || true)")"
+    if [ "${redo}" = 1 ] && [ -d "${vocabdir}" ] && [ -n "${before}" ] && [ "${before}" != "$(tokenizers_print "${vocab_inputs}")" ]; then
+        old="${vocabdir}.$(date '+%Y%m%d-%H%M%S').$$"
+        log "stage 6: the tokenizer config changed: a new vocabulary (the earlier one moved to ${old})"
+        mv -T "${vocabdir}" "${old}"
+    fi
+    unmark stage6
     log "stage 6: joint vocabulary -> ${vocabdir}"
     # shellcheck disable=SC2046
     ${python} -m espnet2.bin.speechlm_prepare vocab --data_json $(data_jsons "${train_set}") --out_dir "${vocabdir}"
-    mark stage6 "tasks: ${tasks}"
+    mark stage6 "${vocab_inputs}"
 fi
 
-if run_stage 7 && done_or_run stage7 "stage 7: length statistics" "tasks: ${tasks}"; then
+# shellcheck disable=SC2046
+if run_stage 7; then
+    stats_inputs="tasks: ${task_list}; data: $(fingerprint $(data_jsons "${train_set}") $(data_jsons "${valid_set}"))"
+fi
+if run_stage 7 && done_or_run stage7 "stage 7: length statistics" "${stats_inputs}"; then
     log "stage 7: length statistics"
     # shellcheck disable=SC2046
     ${python} -m espnet2.bin.speechlm_prepare stats --data_json $(data_jsons "${train_set}") $(data_jsons "${valid_set}")
-    mark stage7 "tasks: ${tasks}"
+    mark stage7 "${stats_inputs}"
 fi
 
-train_inputs="tasks: ${tasks}; train_config: $(checksum "${train_config}"); vocab: $(checksum "${vocabdir}/vocab.json")"
+# shellcheck disable=SC2046
+if run_stage 8; then
+    train_inputs="tasks: ${task_list}; config: $(fingerprint "${train_config}"); vocab+data: $(
+        fingerprint "${vocabdir}/vocab.json" $(data_jsons "${train_set}") $(data_jsons "${valid_set}"))"
+fi
 if run_stage 8 && done_or_run stage8 "stage 8: training" "${train_inputs}"; then
-    if [ "${redo}" = 1 ] && [ -d "${exp}/train" ]; then  # never resume a model made for other inputs
-        old="${exp}/train.$(date '+%Y%m%d-%H%M%S')"
-        log "stage 8: moving the earlier training to ${old}"
-        mv "${exp}/train" "${old}"
+    if [ "${redo}" = 1 ]; then  # never resume a model made for other inputs
+        if [ -d "${exp}/train" ]; then
+            old="${exp}/train.$(date '+%Y%m%d-%H%M%S').$$"
+            log "stage 8: moving the earlier training to ${old}"
+            mv -T "${exp}/train" "${old}"
+        fi
+        unmark stage8
     fi
     log "stage 8: training -> ${exp}/train (log: ${exp}/train/train.log)"
     mkdir -p "${exp}/train"
@@ -223,10 +257,12 @@ if run_stage 8 && done_or_run stage8 "stage 8: training" "${train_inputs}"; then
 fi
 
 if run_stage 9; then
+    model_print="$(fingerprint "${exp}/train/model")"
     for t in ${test_tasks}; do
         for dset in ${test_sets}; do
             key="$(task_key "${t}")"
-            dec_inputs="model: $(stamp "${exp}/train/model"); inference_config: $(checksum "${inference_config}")"
+            dec_inputs="model: ${model_print}; config: $(fingerprint "${inference_config}"); data: $(
+                fingerprint "${dumpdir}/${key}/${dset}/data.json"); nbest: ${nbest}"
             done_or_run "stage9_${key}_${dset}" "stage 9: inference ${key}/${dset}" "${dec_inputs}" || continue
             log "stage 9: inference ${key} ${dset}"
             ${python} -m espnet2.bin.speechlm_inference --model_dir "${exp}/train/model" \

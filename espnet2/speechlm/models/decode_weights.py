@@ -5,16 +5,18 @@ depends on the number of rows (measured on the suite's model shapes, AVX2, fp32)
 
 - one row (batch 1): MKL reading an [in, out] matrix; 25-33% less time than a Linear's
   [out, in] one, and 25% less than oneDNN;
-- 2 to 256 rows: oneDNN with its weight reordered once into its own blocked layout
-  (`mkldnn._reorder_linear_weight`, what Inductor's CPU backend uses); 1.4-2x faster
-  than MKL at 2-16 rows, where MKL is far from both its peak and the memory bound.
+- 2 to 64 rows (batched decoding steps): oneDNN with its weight reordered once into its
+  own blocked layout (`mkldnn._reorder_linear_weight`, what Inductor's CPU backend uses);
+  1.4-2x faster than MKL at 2-16 rows, where MKL is far from both its peak and the memory
+  bound; 1.2x at 64 and 1.07x at 256 rows, so longer inputs (prompts) stay on MKL.
 
 One fused matmul (q/k/v, gate/up) is also cheaper than several. `DecodeWeight` keeps such
 copies next to the parameters: built lazily (only the layouts used), never saved, not
 copied by deepcopy / pickle, and rebuilt whenever a source parameter changes (data
-pointer or in-place version), so training between two decodes is seen. Checking costs a
-few microseconds per matmul; inside `frozen_weights()` (one generate call, where nothing
-trains) each copy is checked once.
+pointer or in-place version), so training between two decodes is seen (edits through
+`.data` bump no version and are not). Checking costs a few microseconds per matmul;
+inside `frozen_weights()` (one generate call, where nothing trains) each copy is checked
+once.
 
 It is used only for CPU tensors under `torch.inference_mode` (`cpu_decoding`): training
 and no_grad validation call each Linear module, so hooks that gather sharded weights per
@@ -24,6 +26,7 @@ The cost is up to two more copies of the weights it covers, in host memory.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from contextlib import contextmanager
 from typing import Iterator, Optional, Sequence, Tuple
@@ -42,21 +45,21 @@ def onednn_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
-_session: Optional[object] = None  # set inside frozen_weights()
+# set inside frozen_weights(); a context variable, so another thread never shares a block
+_session: contextvars.ContextVar[Optional[object]] = contextvars.ContextVar("frozen_weights", default=None)
 use_onednn = onednn_available()  # module switch (benchmarks compare both paths)
+ONEDNN_MAX_ROWS = 64  # above this MKL is as fast (1.07x at 256 rows), and a long prompt needs no second copy
 
 
 @contextmanager
 def frozen_weights() -> Iterator[None]:
     """Promise that no weight changes inside the block (a decoding call): each DecodeWeight
     then checks its sources on first use only. Nested blocks share the outer one."""
-    global _session
-    outer = _session
-    _session = outer or object()
+    token = _session.set(_session.get() or object())
     try:
         yield
     finally:
-        _session = outer
+        _session.reset(token)
 
 
 def _onednn_pack(w: torch.Tensor) -> Optional[torch.Tensor]:
@@ -102,13 +105,23 @@ class DecodeWeight:
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         """x [..., D_in] -> [..., D_out], with the layout that suits x's row count."""
+        rows = x.numel() // max(x.shape[-1], 1)
+        if rows == 0:  # nothing to multiply: no copy to build
+            return x.new_zeros(*x.shape[:-1], self.out_features)
         self._check()
-        if x.numel() > x.shape[-1] and use_onednn and x.dtype == torch.float32:
+        if 2 <= rows <= ONEDNN_MAX_ROWS and use_onednn and x.dtype == torch.float32:
             if self.packed is None:
                 self.packed = _onednn_pack(self._weight())
             if self.packed is not None:
                 return torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
         return torch.matmul(x, self.get())
+
+    @property
+    def out_features(self) -> int:
+        if self.rows is not None:
+            owner, name = self.rows
+            return int(getattr(owner, name).numel())
+        return sum(m.weight.shape[0] for m in self.linears)
 
     def get(self) -> torch.Tensor:
         """The [D_in, D_out] copy."""
@@ -118,14 +131,16 @@ class DecodeWeight:
         return self.t
 
     def _check(self) -> None:
-        if self.session is not None and self.session is _session:
+        session = _session.get()
+        if session is not None and self.session is session:
             return
-        self.session = _session
         ws = [m.weight for m in self.linears]
+        # the rows buffer (restricted head ids) is fixed at build time, so it is not part of the key
         key = tuple((w.data_ptr(), w._version, w.dtype) for w in ws)
         if key != self.key:
             self._forget()
-            self.key, self.session = key, _session
+            self.key = key
+        self.session = session
 
     def _weight(self) -> torch.Tensor:
         with torch.no_grad():

@@ -248,7 +248,7 @@ class AbsMultiStreamLM(nn.Module, ABC):
             elif self.restricted_heads:
                 cache[k] = DecodeWeight([self.head], rows=(self, f"head_ids_{k}"))
             else:  # one copy for every stream
-                cache[k] = cache[0] if 0 in cache else DecodeWeight.of(self.head)
+                cache[k] = cache.setdefault("shared", DecodeWeight.of(self.head))
         return cache[k]
 
     #: optional fused per-token loss `(model, h [n, D], k, target [n]) -> (ce [n], hit [n])`

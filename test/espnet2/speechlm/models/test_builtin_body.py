@@ -203,3 +203,30 @@ def test_onednn_packing_failure_falls_back_to_mkl(monkeypatch):
         out = body(x)
     assert torch.allclose(out, ref, atol=1e-5)
     assert decode_weights.use_onednn is False
+
+
+def test_frozen_weights_block_is_not_shared_with_other_threads():
+    """A thread outside any block checks its copies even while another thread is inside one."""
+    import threading
+
+    from espnet2.speechlm.models.decode_weights import frozen_weights
+
+    body = _body()
+    x = torch.randn(2, 3, 32)
+    seen = {}
+
+    def other_thread():
+        with torch.no_grad():
+            seen["ref"] = body(x)
+        with torch.inference_mode():
+            seen["out"] = body(x)
+
+    with frozen_weights():
+        with torch.inference_mode():
+            body(x)  # copies checked in this block
+        with torch.no_grad():
+            body.layers[1].self_attn.o_proj.weight.mul_(2.0)
+        t = threading.Thread(target=other_thread)
+        t.start()
+        t.join()
+    assert torch.allclose(seen["out"], seen["ref"], atol=1e-5)
