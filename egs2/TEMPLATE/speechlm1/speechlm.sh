@@ -213,7 +213,7 @@ if run_stage 6 && done_or_run stage6 "stage 6: joint vocabulary" "${vocab_inputs
     if [ "${redo}" = 1 ] && [ -d "${vocabdir}" ] && [ -n "${before}" ] && [ "${before}" != "$(tokenizers_print "${vocab_inputs}")" ]; then
         old="${vocabdir}.$(date '+%Y%m%d-%H%M%S').$$"
         log "stage 6: the tokenizer config changed: a new vocabulary (the earlier one moved to ${old})"
-        mv -T "${vocabdir}" "${old}"
+        mv "${vocabdir}" "${old}"
     fi
     unmark stage6
     log "stage 6: joint vocabulary -> ${vocabdir}"
@@ -243,7 +243,7 @@ if run_stage 8 && done_or_run stage8 "stage 8: training" "${train_inputs}"; then
         if [ -d "${exp}/train" ]; then
             old="${exp}/train.$(date '+%Y%m%d-%H%M%S').$$"
             log "stage 8: moving the earlier training to ${old}"
-            mv -T "${exp}/train" "${old}"
+            mv "${exp}/train" "${old}"  # a fresh name (time + pid): never into an existing folder
         fi
         unmark stage8
     fi
