@@ -114,7 +114,7 @@ class DecodeWeight:
                 self.packed = _onednn_pack(self._weight())
             if self.packed is not None:
                 return torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
-        return torch.matmul(x, self.get())
+        return torch.matmul(x, self._transposed())
 
     @property
     def out_features(self) -> int:
@@ -126,6 +126,9 @@ class DecodeWeight:
     def get(self) -> torch.Tensor:
         """The [D_in, D_out] copy."""
         self._check()
+        return self._transposed()
+
+    def _transposed(self) -> torch.Tensor:  # after _check
         if self.t is None:
             self.t = self._weight().t().contiguous()
         return self.t
