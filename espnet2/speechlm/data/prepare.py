@@ -89,9 +89,9 @@ def train_tokenizers(data_dir: Path, templates: Sequence[TaskTemplate], specs: D
         spec = _spec(specs, name)
         cls = TOKENIZERS.get(spec.type)
         target = Path(out_dir) / name
-        made_with = json.dumps({"type": spec.type, "conf": spec.conf}, sort_keys=True, default=str)
         if not cls.needs_training():
             continue
+        made_with = json.dumps({"type": spec.type, "conf": spec.conf}, sort_keys=True, default=str)
         if (target / "done").exists():
             before = (target / "done").read_text().strip()
             if before in ("", made_with):
