@@ -153,12 +153,18 @@ def test_parallel_scoring_matches_serial(tmp_path, dirs):
     assert trap["n_scored"] == 2 and summaries[2]["scores"]["wer"] == pytest.approx(2 / 6)
 
 
-def test_parallel_scoring_runs_in_workers_in_order(tmp_path, dirs):
-    hyp, ref = dirs
-    utts = [f"v{i:02d}" for i in range(12)]
+def text_only_refs(ref, n: int) -> list:
+    """Make `ref` a text-only reference dir of n utterances v00, v01, ...; return their ids."""
+    utts = [f"v{i:02d}" for i in range(n)]
     write(ref / "text", [f"{u} x" for u in utts])
     (ref / "wav.scp").unlink()
     (ref / "utt2spk").unlink()
+    return utts
+
+
+def test_parallel_scoring_runs_in_workers_in_order(tmp_path, dirs):
+    hyp, ref = dirs
+    utts = text_only_refs(ref, 12)
     write(hyp / "text", [f"{u} whoami" for u in reversed(utts)])
     summary = score_dirs([{"name": TRAP}], hyp, ref, tmp_path / "s", task="t", progress=False, nj=2)
     assert summary["n_scored"] == 12
@@ -181,10 +187,7 @@ def test_worker_crash_names_the_utterances_in_flight(tmp_path, dirs):
     from espnet2.speechlm.evaluation.scorer import ScoringError
 
     hyp, ref = dirs
-    utts = [f"v{i:02d}" for i in range(10)]
-    write(ref / "text", [f"{u} x" for u in utts])
-    (ref / "wav.scp").unlink()
-    (ref / "utt2spk").unlink()
+    utts = text_only_refs(ref, 10)
     write(hyp / "text", [f"{u} {'die' if u == 'v07' else 'ok'}" for u in utts])
     with pytest.raises(ScoringError, match=r"worker process died.*'v07'.*--nj 1") as err:
         score_dirs([{"name": TRAP}], hyp, ref, tmp_path / "s", task="t", progress=False, nj=2)
