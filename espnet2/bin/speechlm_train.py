@@ -94,17 +94,21 @@ def vocab_json_path(vocab: Path) -> Path:
 
 
 def build_data(args_jsons: List[str], vocab, cfg, shuffle: bool, valid: bool):
-    from espnet2.speechlm.data.dataset import SpeechLMDataset, TokenBatchSampler, collate, parse_data_arg
+    from espnet2.speechlm.data.dataset import (
+        SpeechLMDataset, TokenBatchSampler, collate, parse_data_arg, sampling_ratios,
+    )
     from espnet2.speechlm.data.pairs import PreferenceDataset, collate_pairs
     from espnet2.speechlm.train import distributed as D
     from espnet2.speechlm.train.trainer import DataBundle
 
     pairs = [parse_data_arg(a) for a in args_jsons]
-    paths, ratios = [p for p, _ in pairs], [r if not valid else 1.0 for _, r in pairs]
+    paths = [p for p, _ in pairs]
     loss_weights = cfg.data.loss_weights or None
     dpo = cfg.train.objective == "dpo"  # preference pairs (chosen + rejected targets) instead of sequences
     dataset = (PreferenceDataset if dpo else SpeechLMDataset)(paths, vocab, loss_weights=loss_weights,
                                                               max_len=cfg.data.max_len)
+    tasks = [m.task for m in dataset.manifests]
+    ratios = [1.0] * len(paths) if valid else sampling_ratios(tasks, [r for _, r in pairs], cfg.data.task_ratios)
     batch_tokens = (cfg.data.valid_batch_tokens or cfg.data.batch_tokens) if valid else cfg.data.batch_tokens
     sampler = TokenBatchSampler(dataset.lengths, dataset.sources, ratios, batch_tokens, seed=cfg.run.seed,
                                 shuffle=shuffle, num_replicas=D.world_size(), rank=D.rank())

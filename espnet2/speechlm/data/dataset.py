@@ -95,13 +95,30 @@ class Manifest:
         return segs
 
 
-def parse_data_arg(arg: str) -> tuple[str, float]:
-    """`path/data.json[:ratio]` -> (path, ratio)."""
+def parse_data_arg(arg: str) -> tuple[str, Optional[float]]:
+    """`path/data.json[:ratio]` -> (path, ratio); ratio None when the argument names none."""
     path, sep, ratio = arg.rpartition(":")
     try:
-        return (path, float(ratio)) if sep else (arg, 1.0)
+        return (path, float(ratio)) if sep else (arg, None)
     except ValueError:
-        return arg, 1.0
+        return arg, None
+
+
+def sampling_ratios(tasks: Sequence[str], explicit: Sequence[Optional[float]],
+                    task_ratios: Dict[str, float]) -> list[float]:
+    """One ratio per data.json: its own `:ratio`, else its task's entry in `task_ratios`, else 1.
+
+    Why per task: a recipe lists its data.json files by stage script, so the training config
+    is where it can say "textlm at 0.25" without knowing paths."""
+    unknown = sorted(set(task_ratios) - set(tasks))
+    if unknown:
+        raise ValueError(f"data.task_ratios names tasks {unknown} that no training data.json holds "
+                         f"(tasks: {sorted(set(tasks))})")
+    ratios = [r if r is not None else float(task_ratios.get(t, 1.0)) for t, r in zip(tasks, explicit)]
+    bad = [(t, r) for t, r in zip(tasks, ratios) if not r > 0]
+    if bad:
+        raise ValueError(f"sampling ratios must be > 0, got {bad}")
+    return ratios
 
 
 class SpeechLMDataset(torch.utils.data.Dataset):

@@ -86,6 +86,8 @@ class DataConfig:
     max_len: Optional[int] = None
     num_workers: int = 0
     loss_weights: Dict[str, Any] = field(default_factory=dict)  # tokenizer name -> weight, or one per stream
+    # task name -> sampling ratio of its training data.json (an explicit `path:ratio` wins; default 1)
+    task_ratios: Dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from espnet2.speechlm.data.dataset import TokenBatchSampler, collate, parse_data_arg
+from espnet2.speechlm.data.dataset import TokenBatchSampler, collate, parse_data_arg, sampling_ratios
 
 
 def make(ratios=(1.0, 0.5), n=(200, 100), seed=3, **kw):
@@ -67,4 +67,16 @@ def test_collate_pads_with_zero_weight():
 
 def test_data_arg_parsing():
     assert parse_data_arg("dump/asr/train/data.json:0.5") == ("dump/asr/train/data.json", 0.5)
-    assert parse_data_arg("dump/asr/train/data.json") == ("dump/asr/train/data.json", 1.0)
+    assert parse_data_arg("dump/asr/train/data.json") == ("dump/asr/train/data.json", None)
+
+
+def test_sampling_ratios_explicit_wins_then_task_then_one():
+    ratios = sampling_ratios(["asr", "textlm", "tts"], [None, None, 3.0], {"textlm": 0.25, "tts": 0.5})
+    assert ratios == [1.0, 0.25, 3.0]
+
+
+def test_sampling_ratios_reject_unknown_task_and_nonpositive():
+    with pytest.raises(ValueError, match="audiolm"):
+        sampling_ratios(["asr"], [None], {"audiolm": 0.5})
+    with pytest.raises(ValueError, match="> 0"):
+        sampling_ratios(["asr"], [None], {"asr": 0.0})
