@@ -3,12 +3,12 @@
 # Writes <out>/{train,valid,test}/{wav.scp,text,utt2spk,spk2utt}; wavs are
 # cached in <out>/../downloads/mini_en/wav (re-runs only fill in what is missing).
 # Usage (from egs2/mini_en/speechlm1):
-#   ./local/data.sh [--out data] [--num_train 1500] [--num_valid 100]
+#   ./local/data.sh [--out data] [--num_train 6000] [--num_valid 100]
 #                   [--num_test 100] [--seed 0] [--nj 2]
 set -euo pipefail
 
 out=data
-num_train=1500
+num_train=6000
 num_valid=100
 num_test=100
 seed=0

@@ -337,7 +337,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("data"), help="output data root")
     p.add_argument("--wav_dir", type=Path, default=None,
                    help="wav cache (default: <out>/../downloads/mini_en/wav)")
-    p.add_argument("--num_train", type=int, default=1500)
+    p.add_argument("--num_train", type=int, default=6000)
     p.add_argument("--num_valid", type=int, default=100)
     p.add_argument("--num_test", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
