@@ -288,6 +288,16 @@ if run_stage 10; then
                 --hyp_dir "${exp}/decode/${key}_${dset}" --ref_dir "${dumpdir}/audio/${dset}" \
                 --task "${key}" --test_set "${dset}" --out_dir "${exp}/decode/${key}_${dset}/score" \
                 --results_md "${exp}/RESULTS.md" --nj "${nj}"
+            # Resynthesis topline of a task with codec-audio targets scored by tts_wer: the references
+            # through the trained tokenizer, scored by the same config, as the row "<task> (resynthesis
+            # topline)"; resynthesis and scores are cached in ${dumpdir}/resynth (they do not depend on the model)
+            if grep -q "tts_wer" "${score_conf}"; then
+                log "stage 10: resynthesis topline of ${key} ${dset} (cached in ${dumpdir}/resynth)"
+                ${python} -m espnet2.bin.speechlm_score topline --score_config "${score_conf}" \
+                    --data_json "${dumpdir}/${key}/${dset}/data.json" --ref_dir "${dumpdir}/audio/${dset}" \
+                    --tokenizer_dir "${tokdir}" --cache_dir "${dumpdir}/resynth" --task "${key}" --test_set "${dset}" \
+                    --results_md "${exp}/RESULTS.md" --nj "${nj}" --no_progress
+            fi
         done
     done
     [ -f "${exp}/RESULTS.md" ] && cat "${exp}/RESULTS.md"

@@ -64,6 +64,12 @@ class Metric:
         """Human-readable facts recorded in summary.json (backend, model, ...)."""
         return {}
 
+    def note(self) -> Optional[str]:
+        """What the numbers were measured with, when it matters for comparing them (the
+        recognizer behind a WER, the speaker model behind a similarity): shown below the
+        RESULTS.md table. None: nothing to say."""
+        return None
+
 
 def mean_of_keys(per_utt: Mapping[str, UttResult]) -> Dict[str, float]:
     sums: Dict[str, float] = {}

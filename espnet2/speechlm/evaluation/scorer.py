@@ -226,13 +226,21 @@ def score_dirs(
     summary = _summarize(runs, reports, utts, task, test_set, hyp_dir, ref_dir, extra)
     _write_outputs(runs, utts, out_dir, summary)
     if results_md is not None:
-        cells = {
-            key: format_value(val, summary["metrics"][name]["n_scored"], len(utts))
-            for name, m in summary["metrics"].items()
-            for key, val in m["scores"].items()
-        }
-        update_results_md(Path(results_md), task, test_set, len(utts), cells)
+        write_results_row(Path(results_md), summary)
     return summary
+
+
+def write_results_row(results_md: Path, summary: Dict[str, Any], task: Optional[str] = None) -> None:
+    """The RESULTS.md row of a summary (as written to summary.json), under ``task``
+    (default: the summary's), with each metric's note below the table."""
+    n_total = summary["n_total"]
+    cells = {
+        key: format_value(val, m["n_scored"], n_total)
+        for m in summary["metrics"].values()
+        for key, val in m["scores"].items()
+    }
+    notes = {name: m["note"] for name, m in summary["metrics"].items() if m.get("note")}
+    update_results_md(Path(results_md), task or summary["task"], summary["test_set"], n_total, cells, notes=notes)
 
 
 def _collect(runs: List[_Run], outcomes: Iterator[Tuple[str, List[Outcome]]]) -> None:
@@ -251,6 +259,7 @@ def _report(metric: Metric, per_utt: Dict[str, Dict[str, Any]], pairs: Dict[str,
         "scores": {k: float(v) for k, v in metric.summarize(per_utt, pairs).items()},
         "higher_is_better": metric.higher_is_better,
         "info": metric.info(),
+        "note": metric.note() if hasattr(metric, "note") else None,
     }
 
 
@@ -400,6 +409,7 @@ def _summarize(runs: List[_Run], reports: List[Report], utts, task, test_set, hy
             "ref": run.ref,
             "higher_is_better": report["higher_is_better"],
             "info": report["info"],
+            "note": report.get("note"),
             "not_scored": dict(sorted(run.not_scored.items(), key=lambda kv: pos[kv[0]])),
         }
     missing = [u for u in utts if any(u in r.not_scored and r.not_scored[u].startswith(("missing hyp", "unreadable")) for r in runs)]

@@ -33,3 +33,6 @@ class SpeakerSimilarity(Metric):
 
     def info(self) -> Dict[str, object]:
         return {"embedding": self.embedder.description}
+
+    def note(self) -> Optional[str]:
+        return f"embedding {self.embedder.description}"

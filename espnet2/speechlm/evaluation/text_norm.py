@@ -25,3 +25,24 @@ def normalize_text(text: str, lowercase: bool = False, remove_punctuation: bool 
                 out.append(ch)
         text = "".join(out)
     return " ".join(text.split())
+
+
+def whisper_english_normalizer():
+    """Whisper's ``EnglishTextNormalizer`` (the one Whisper WERs are reported with: lowercase,
+    no punctuation, contractions and British spellings expanded, spelled-out numbers as
+    digits, fillers dropped), from PyPI ``whisper-normalizer`` (a copy of openai-whisper's
+    normalizers without its torch/tiktoken dependencies)."""
+    try:
+        from whisper_normalizer.english import EnglishTextNormalizer
+    except ImportError:
+        raise ModuleNotFoundError(
+            "normalizer whisper_en needs whisper-normalizer: `pip install -c tools/constraints.txt whisper-normalizer` "
+            "(part of the package's eval extra), or use normalizer: basic"
+        ) from None
+    return EnglishTextNormalizer()
+
+
+def whisper_normalizer_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("whisper_normalizer") is not None

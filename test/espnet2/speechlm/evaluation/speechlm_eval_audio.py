@@ -28,9 +28,9 @@ def synth_voice(sr: int = 16000, dur: float = 1.5, f0: float = 120.0, seed: int 
     return (0.5 * x / np.abs(x).max()).astype(np.float32)
 
 
-def flite_wav(text: str, out: Path, sr: int = 16000) -> Path:
-    raw = out.with_suffix(".8k.wav")
-    subprocess.run(["flite", "-t", text, "-o", str(raw)], check=True, capture_output=True)
+def flite_wav(text: str, out: Path, sr: int = 16000, voice: str | None = None) -> Path:
+    raw = out.with_suffix(".raw.wav")
+    subprocess.run(["flite", *(["-voice", voice] if voice else []), "-t", text, "-o", str(raw)], check=True, capture_output=True)
     wav, in_sr = sf.read(raw, dtype="float32")
     from scipy.signal import resample_poly
 

@@ -12,7 +12,7 @@ def test_pocketsphinx_recognises_flite_sentence(tmp_path):
     from espnet2.speechlm.evaluation.data_io import load_audio
 
     audio = load_audio(str(flite_wav(SENTENCE, tmp_path / "s.wav")))
-    m = build_metric({"name": "tts_wer"})
+    m = build_metric({"name": "tts_wer", "recognizer": "pocketsphinx"})
     out = m.score(audio, SENTENCE.upper() + ".")
     assert out["tts_wer"] <= 0.5, out["asr_text"]
     assert "quick brown fox" in out["asr_text"].lower()
@@ -53,7 +53,7 @@ def test_pocketsphinx_decoder_options(speech):
     pytest.importorskip("pocketsphinx")
     from espnet2.speechlm.evaluation.asr_backends import PocketSphinx
 
-    m = build_metric({"name": "tts_wer", "recognizer_conf": {"decoder_options": {"maxhmmpf": 10000}}})
+    m = build_metric({"name": "tts_wer", "recognizer": "pocketsphinx", "recognizer_conf": {"decoder_options": {"maxhmmpf": 10000}}})
     assert m.recognizer.decoder.config["maxhmmpf"] == 10000
     assert "maxhmmpf=10000" in m.info()["recognizer"]  # a non-default search is visible in summary.json
     with pytest.raises(ValueError, match="unknown setting.*maxhmmpff"):
