@@ -78,6 +78,11 @@ def test_every_stage_leaves_its_output(recipe):
     results = (exp / "RESULTS.md").read_text()
     for task in TASKS:
         assert f"| {task} | test |" in results, results
+    for task in ("tts_spkid", "tts_spkemb"):  # codec targets scored with tts_wer: a topline row right after
+        assert f"| {task} | test |" in results.split(f"| {task} (resynthesis topline) | test |")[0].splitlines()[-1]
+    assert "- tts_wer: recognizer " in results  # the recognizer is named below the table
+    # one resynthesis of the test references, shared by both tasks (same references, same codec)
+    assert len(list((recipe / "dump" / "resynth").glob("codec_*/resynth.json"))) == 1
     assert (exp / "packed" / "README.md").is_file() and (exp / "packed" / "model.safetensors").is_file()
     assert json.loads((exp / "dataset" / "datasets.json").read_text())
 
