@@ -91,3 +91,30 @@ def test_optional_import_does_not_leak_fake_pkg_resources():
     optional_import("pyworld")
     mod = sys.modules.get("pkg_resources")
     assert mod is None or hasattr(mod, "working_set")  # only a real setuptools may remain
+
+
+def test_fast_sp2mc_equals_pysptk(speech):
+    """MCD's mel-cepstrum skips pysptk's per-frame wrappers; the numbers must not change."""
+    if not world_available():
+        pytest.skip("pyworld/pysptk not importable")
+    from espnet2.speechlm.evaluation._compat import optional_import
+    from espnet2.speechlm.evaluation.features import _world_f0, mcep_alpha, sp2mc
+
+    pw, sptk = optional_import("pyworld"), optional_import("pysptk")
+    x, f0, t = _world_f0(speech.wav, speech.sr, 5.0, 71.0, 800.0)
+    sp = pw.cheaptrick(x, f0, t, speech.sr)
+    assert mcep_alpha(speech.sr) == sptk.util.mcepalpha(speech.sr)
+    assert np.array_equal(sp2mc(sp, 24, mcep_alpha(speech.sr)), sptk.sp2mc(sp, order=24, alpha=sptk.util.mcepalpha(speech.sr)))
+
+
+def test_dtw_distance_blocks_do_not_change_the_path():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((150, 5)), rng.standard_normal((70, 5))  # more rows than one block
+    ix, iy = dtw_path(x, y)
+    dist = np.sqrt(((x[:, None, :] - y[None, :, :]) ** 2).sum(-1))
+    cost = np.full((151, 71), np.inf)
+    cost[0, 0] = 0.0
+    for i in range(1, 151):
+        for j in range(1, 71):
+            cost[i, j] = dist[i - 1, j - 1] + min(cost[i - 1, j], cost[i, j - 1], cost[i - 1, j - 1])
+    assert dist[ix, iy].sum() == pytest.approx(cost[150, 70], rel=1e-12)
