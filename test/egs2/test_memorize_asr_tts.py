@@ -8,15 +8,18 @@ Kaldi-style data dir. The real entry points then do what stages 3-10 of speechlm
 the 32 examples until it has memorised them, `speechlm_inference` decodes all 32 greedily
 (batched, KV cache) and `speechlm_score` transcribes the generated speech with Whisper
 tiny.en (faster-whisper). Training on the test set is the point: a model that has memorised
-its examples must give them back, so every miss is a bug in tokenization, sequence assembly,
-the delay pattern, positions, caching, masking, eos handling or detokenization.
+its examples must give them back, so a miss points at tokenization, sequence assembly, the
+delay pattern, positions, the KV cache, masking, eos handling or detokenization (the training
+log's last validation, printed on failure, says whether the model had memorised them).
 
 Asserted: ASR transcripts exact on >= 15 of 16; TTS stops within 2 frames of the reference
 length on >= 15 of 16; TTS intelligible (Whisper WER <= 10% against the text). Without
 faster-whisper (the package's eval extra) the TTS tokens must instead equal the reference
 tokens frame for frame on >= 15 of 16.
 
-About 2.5 minutes on a quiet 2-core CPU; a table (per task: exact / WER / time) is printed.
+1.5-2.5 minutes on 2 CPU cores (96-148 s measured on a 2-core machine shared with other jobs: training
+70-100 s of it, Whisper 15-25 s); a table (per task: exact / WER / time) is printed, and every
+failure message repeats it with each utterance's hypotheses.
 """
 
 from __future__ import annotations
@@ -245,7 +248,8 @@ def memorised(tmp_path_factory) -> Memorised:
         for name, text in [("tokenizers.yaml", TOKENIZERS), ("train.yaml", TRAIN_CONFIG),
                            ("decode.yaml", DECODE_CONFIG), ("score.yaml", SCORE_CONFIG)]:
             (conf / name).write_text(text)
-        common = ["--data_dir", res.data, "--tokenizer_config", conf / "tokenizers.yaml", "--tokenizer_dir", work / "tok"]
+        common = ["--data_dir", res.data, "--tokenizer_config", conf / "tokenizers.yaml",
+                  "--tokenizer_dir", work / "tok"]
         timed("tokenizers", entry, "speechlm_prepare", "train_tokenizers", "--tasks", *TASKS, *common)
         dumps = [work / "dump" / task / "data.json" for task in TASKS]
 
