@@ -34,6 +34,8 @@ import soxr
 import yaml
 from tqdm import tqdm
 
+from espnet2.speechlm.data.readers import truncation_reason
+
 # Files copied as is (not keyed by utterance).
 VERBATIM_FILES = {"feats_type", "audio_format"}
 SAFE_ID = re.compile(r"[A-Za-z0-9._+-]+")
@@ -84,9 +86,16 @@ def out_name(key: str) -> str:
     return f"{re.sub(r'[^A-Za-z0-9._+-]', '_', key).lstrip('.')}-{digest}.wav"
 
 
+class TruncatedAudio(ValueError):
+    """The file holds fewer frames than its header promises."""
+
+
 def load_mono(path: str) -> Tuple[np.ndarray, int]:
-    """Read any soundfile-supported file as float32 mono."""
+    """Read any soundfile-supported file as float32 mono; a truncated WAV is an error."""
     audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    truncated = truncation_reason(path, audio.shape[0])
+    if truncated:
+        raise TruncatedAudio(f"truncated audio ({truncated}: {path})")
     return audio.mean(axis=1), int(rate)
 
 
@@ -111,6 +120,8 @@ def convert_one(job: Tuple[str, str, str, int]) -> Tuple[str, Optional[int], str
         return key, None, f"audio file not found ({src})"
     try:
         audio, rate = load_mono(src)
+    except TruncatedAudio as e:
+        return key, None, str(e)
     except Exception as e:  # noqa: BLE001 - any decoder error means unreadable
         return key, None, f"unreadable audio ({type(e).__name__}: {str(e).strip()[:120]})"
     if audio.size == 0:

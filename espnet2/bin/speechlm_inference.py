@@ -10,6 +10,9 @@ The inference config maps task names to search settings (see SearchConfig), e.g.
   asr: {method: greedy, max_len_ratio: 0.5}
   tts_spkid: {method: top_k, top_k: 30, temperature: 0.9, max_len_ratio: 20}
   textlm: {logprob: true, generate: false}
+A `default` entry applies to every task. A task name that is neither `default`, a built-in
+task nor one of the model's, and any unknown setting, is an error (never ignored).
+A hypothesis holding an id outside its target tokenizer's range is listed in `failed`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import argparse
 import logging
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 import torch
@@ -28,23 +31,43 @@ from tqdm import tqdm
 from espnet2.speechlm.data.dataset import SpeechLMDataset, collate_feats
 from espnet2.speechlm.data.prepare import TokenizerSpec, load_tokenizer
 from espnet2.speechlm.inference.masking import ModalityTable
-from espnet2.speechlm.inference.outputs import OutputWriter, target_tokens
+from espnet2.speechlm.inference.outputs import OutOfRangeToken, OutputWriter, target_tokens
 from espnet2.speechlm.inference.search import SearchConfig
+from espnet2.speechlm.tasks.template import builtin_tasks
+from espnet2.speechlm.train.config import ConfigError, check_keys
 from espnet2.speechlm.vocab import PAD, JointVocabulary
 
 log = logging.getLogger("speechlm_inference")
 
 
-def task_settings(config_path: Optional[str], task: str, overrides: dict) -> tuple[SearchConfig, bool, bool]:
+SWITCHES = ("generate", "logprob")  # per-task keys besides SearchConfig's fields
+
+
+def read_inference_config(config_path: Optional[str], known_tasks: Iterable[str] = ()) -> Dict[str, dict]:
+    """The inference YAML (task -> settings), every entry checked, not only the decoded task's:
+    a misspelt task name or setting would otherwise decode silently with the defaults.
+
+    Known task names: `default`, the built-in tasks and `known_tasks` (the model's).
+    """
+    conf = (yaml.safe_load(Path(config_path).read_text()) if config_path else None) or {}
+    if not isinstance(conf, dict):
+        raise ConfigError(f"{config_path}: expected a mapping of task -> settings, got {type(conf).__name__}")
+    check_keys(conf, {"default", *builtin_tasks(), *known_tasks}, source=str(config_path))
+    settings = {f.name for f in fields(SearchConfig)} | set(SWITCHES)
+    for task, entry in conf.items():
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{config_path}: {task}: expected a mapping of settings, got {entry!r}")
+        check_keys(entry, settings, str(task), source=str(config_path))
+    return conf
+
+
+def task_settings(config_path: Optional[str], task: str, overrides: dict,
+                  known_tasks: Iterable[str] = ()) -> tuple[SearchConfig, bool, bool]:
     """(search config, generate?, logprob?) for a task from the inference YAML."""
-    conf = yaml.safe_load(Path(config_path).read_text()) if config_path else {}
-    entry = {**(conf or {}).get("default", {}), **(conf or {}).get(task, {}), **overrides}
+    conf = read_inference_config(config_path, [task, *known_tasks])
+    entry = {**conf.get("default", {}), **conf.get(task, {}), **overrides}
     generate = bool(entry.pop("generate", True))
     logprob = bool(entry.pop("logprob", False))
-    known = {f.name for f in fields(SearchConfig)}
-    unknown = set(entry) - known
-    if unknown:
-        raise ValueError(f"{config_path}: unknown settings {sorted(unknown)} for task {task!r}; known: {sorted(known)}")
     return SearchConfig(**entry), generate, logprob
 
 
@@ -101,7 +124,7 @@ def run(args: argparse.Namespace) -> None:
     dataset = SpeechLMDataset([args.data_json], vocab)
     manifest = dataset.manifests[0]
     overrides = {"nbest": args.nbest} if args.nbest else {}
-    search, generate, logprob = task_settings(args.inference_config, manifest.task, overrides)
+    search, generate, logprob = task_settings(args.inference_config, manifest.task, overrides, vocab.tasks)
     out = OutputWriter(Path(args.out_dir), search.nbest)
     (Path(args.out_dir) / "inference.yaml").write_text(
         yaml.safe_dump({**{k: v for k, v in vars(args).items()}, "search": asdict(search),
@@ -135,7 +158,15 @@ def run(args: argparse.Namespace) -> None:
 
 
 def write_hypothesis(out: OutputWriter, example_id: str, rank: int, rows: np.ndarray, vocab, target, tokenizer):
-    tokens = target_tokens(vocab, target, rows)
+    """One hypothesis to the outputs; one with an out-of-range id is listed in `failed`, never altered."""
+    try:
+        tokens = target_tokens(vocab, target, rows)
+    except OutOfRangeToken as e:
+        which = "" if rank == 0 else f"nbest {rank + 1}, "
+        reason = f"out-of-range token ({which}{e})"
+        log.warning("%s: %s", example_id, reason)
+        out.write_failure(example_id, reason)
+        return
     if tokens.shape[0] == 0:
         out.write_failure(example_id, "empty hypothesis")
         decoded = "" if tokenizer.sample_rate is None else None

@@ -103,6 +103,7 @@ def build_data(args_jsons: List[str], vocab, cfg, shuffle: bool, valid: bool):
 
     pairs = [parse_data_arg(a) for a in args_jsons]
     paths = [p for p, _ in pairs]
+    check_loss_weights(cfg.data.loss_weights, vocab)
     loss_weights = cfg.data.loss_weights or None
     dpo = cfg.train.objective == "dpo"  # preference pairs (chosen + rejected targets) instead of sequences
     dataset = (PreferenceDataset if dpo else SpeechLMDataset)(paths, vocab, loss_weights=loss_weights,
@@ -111,8 +112,35 @@ def build_data(args_jsons: List[str], vocab, cfg, shuffle: bool, valid: bool):
     ratios = [1.0] * len(paths) if valid else sampling_ratios(tasks, [r for _, r in pairs], cfg.data.task_ratios)
     batch_tokens = (cfg.data.valid_batch_tokens or cfg.data.batch_tokens) if valid else cfg.data.batch_tokens
     sampler = TokenBatchSampler(dataset.lengths, dataset.sources, ratios, batch_tokens, seed=cfg.run.seed,
-                                shuffle=shuffle, num_replicas=D.world_size(), rank=D.rank())
+                                shuffle=shuffle, num_replicas=D.world_size(), rank=D.rank(),
+                                every_batch=valid)  # validation scores every example once
     return DataBundle(dataset, sampler, collate_pairs if dpo else collate)
+
+
+def check_loss_weights(loss_weights: Dict[str, Any], vocab) -> None:
+    """data.loss_weights names tokenizers of the vocabulary, with one weight or one per stream:
+    a misspelt name would otherwise train that tokenizer with weight 1.0."""
+    from espnet2.speechlm.data.assemble import stream_weights
+    from espnet2.speechlm.train.config import ConfigError, check_keys
+
+    check_keys(loss_weights, [r.name for r in vocab.ranges], "data.loss_weights")
+    for name in loss_weights:
+        try:
+            stream_weights(loss_weights, name, vocab.range(name).n_streams)
+        except ValueError as e:
+            raise ConfigError(f"data.loss_weights.{name}: {e}") from None
+
+
+def check_body_conf(body: str, body_conf: Dict[str, Any]) -> None:
+    """model.body_conf keys must be fields of the body's config (not a bare TypeError later)."""
+    from dataclasses import fields, is_dataclass
+
+    from espnet2.speechlm.models import BODIES
+    from espnet2.speechlm.train.config import check_keys
+
+    config_class = getattr(BODIES.get(body), "config_class", None)
+    if is_dataclass(config_class):  # a user's body may take anything: it then checks for itself
+        check_keys(body_conf, [f.name for f in fields(config_class)], "model.body_conf")
 
 
 def data_embed_dims(dataset) -> Dict[str, int]:
@@ -131,6 +159,7 @@ def build_model(cfg, vocab, embed_dims: Optional[Dict[str, int]] = None):
     from espnet2.speechlm.models import build_speechlm, vocab_build_args
 
     m = cfg.model
+    check_body_conf(m.body, m.body_conf)
     arch_conf = dict(m.arch_conf)
     if embed_dims:
         given = dict(arch_conf.get("continuous") or {})

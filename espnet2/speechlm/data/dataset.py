@@ -197,11 +197,16 @@ class TokenBatchSampler(torch.utils.data.Sampler):
     times (the fractional part drawn at random), shuffled, bucketed by length, and
     the batch order shuffled again. `consumed` batches are skipped on resume; the
     trainer sets it from its own step count (DataLoader workers prefetch ahead).
+
+    With several ranks, training (`every_batch=False`) gives each rank the same number
+    of batches (ranks step in lock-step) and drops the few left over; validation
+    (`every_batch=True`) deals those out round-robin, so every example is scored exactly
+    once (ranks then differ by at most one batch; the trainer pads with zero-weight forwards).
     """
 
     def __init__(self, lengths: np.ndarray, sources: np.ndarray, ratios: Sequence[float], batch_tokens: int,
                  seed: int = 0, shuffle: bool = True, num_replicas: int = 1, rank: int = 0,
-                 bucket_batches: int = 64):
+                 bucket_batches: int = 64, every_batch: bool = False):
         self.lengths = np.asarray(lengths)
         self.sources = np.asarray(sources)
         self.ratios = list(ratios)
@@ -214,6 +219,7 @@ class TokenBatchSampler(torch.utils.data.Sampler):
         self.seed, self.shuffle = seed, shuffle
         self.num_replicas, self.rank = num_replicas, rank
         self.bucket_batches = bucket_batches
+        self.every_batch = every_batch
         self.epoch, self.consumed = 0, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -252,6 +258,8 @@ class TokenBatchSampler(torch.utils.data.Sampler):
                 batches.append(current)
         if self.shuffle:
             batches = [batches[j] for j in rng.permutation(len(batches))]
+        if self.every_batch:
+            return batches[self.rank :: self.num_replicas]
         per_rank = len(batches) // self.num_replicas
         return batches[self.rank : per_rank * self.num_replicas : self.num_replicas]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import zlib
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
@@ -20,6 +21,51 @@ class ItemError(ValueError):
 READERS: Registry = Registry("reader")
 
 
+# A streamed WAV's data size: 0, or a huge placeholder (0xFFFFFFFF, sox's 0x7ffff000, ...),
+# written when the length was not known; such a header promises nothing.
+_OPEN_LENGTH_MIN = 0x7FFF0000
+
+
+def declared_wav_frames(path: str) -> Optional[int]:
+    """Frames a RIFF/WAVE header promises (data chunk size / block align).
+
+    libsndfile quietly shortens a truncated WAV to what the file holds, so the promise
+    must be read from the header itself. None for a non-WAV file or an open length.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
+                return None
+            block_align = None
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if cid == b"fmt ":
+                    body = f.read(size + (size & 1))
+                    if len(body) < 14:
+                        return None
+                    block_align = struct.unpack("<H", body[12:14])[0]
+                elif cid == b"data":
+                    if not block_align or size == 0 or size >= _OPEN_LENGTH_MIN:
+                        return None
+                    return size // block_align
+                else:
+                    f.seek(size + (size & 1), 1)
+    except OSError:
+        return None
+
+
+def truncation_reason(path: str, frames_read: int) -> Optional[str]:
+    """Why `frames_read` frames are not the whole file (a truncated WAV), or None when they are."""
+    declared = declared_wav_frames(path)
+    if declared is not None and frames_read < declared:
+        return f"the header promises {declared} frames, the file holds {frames_read}"
+    return None
+
+
 def read_audio(path: str, sample_rate: Optional[int], max_seconds: Optional[float] = None) -> np.ndarray:
     """Mono float32 waveform. The sample rate must already match (stage 2 resamples)."""
     if "|" in path or path.endswith("-"):
@@ -30,6 +76,9 @@ def read_audio(path: str, sample_rate: Optional[int], max_seconds: Optional[floa
         raise ItemError(f"unreadable audio {path}: {e}") from None
     if sample_rate is not None and sr != sample_rate:
         raise ItemError(f"sample rate {sr} != {sample_rate} expected by the tokenizer ({path})")
+    truncated = truncation_reason(path, wav.shape[0])
+    if truncated:  # a shorter utterance would silently lose the end of its transcript
+        raise ItemError(f"truncated audio {path}: {truncated}")
     wav = wav.mean(axis=1)
     if wav.size == 0:
         raise ItemError(f"empty audio {path}")

@@ -8,22 +8,38 @@ from typing import Optional
 import numpy as np
 import soundfile as sf
 
-from espnet2.speechlm.vocab import JointVocabulary
+from espnet2.speechlm.vocab import PAD, JointVocabulary
+
+
+class OutOfRangeToken(ValueError):
+    """A generated id outside the target tokenizer's range: the hypothesis cannot be written as is."""
 
 
 def target_tokens(vocab: JointVocabulary, name: str, rows: np.ndarray) -> np.ndarray:
     """Generated rows [T, nq] (global ids) -> local ids [T', n_streams] of tokenizer `name`.
 
-    Decoding stops at the first row whose stream-0 token is outside the tokenizer's
-    range (an indicator that opens a further item): only the first target is kept.
+    Decoding stops at the first row whose stream-0 token is an indicator (it opens a
+    further item): only the first target is kept. Any other id outside the target's
+    range (or a non-PAD id in a stream the target does not have) raises OutOfRangeToken:
+    clipping it into range or cutting the hypothesis there would silently change the output.
     """
     r = vocab.range(name)
-    lo, hi = r.stream_range(0)
-    first = np.asarray(rows[:, 0])
-    inside = (first >= lo) & (first < hi)
-    end = int(np.argmin(inside)) if not inside.all() else len(first)
-    local = vocab.to_local(name, np.asarray(rows[:end, : r.n_streams]))
-    return np.clip(local, 0, r.codebook_size - 1)
+    rows = np.asarray(rows)
+    opens = np.isin(rows[:, 0], list(vocab.indicators.values()))
+    rows = rows[: int(np.argmax(opens)) if opens.any() else len(rows)]
+    local = vocab.to_local(name, rows[:, : r.n_streams])
+    bad = (local < 0) | (local >= r.codebook_size)
+    if bad.any():
+        t, k = (int(x) for x in np.argwhere(bad)[0])
+        lo, hi = r.stream_range(k)
+        raise OutOfRangeToken(f"frame {t} stream {k}: id {int(rows[t, k])} is outside tokenizer {name!r} "
+                              f"(its stream {k} ids are {lo}..{hi - 1})")
+    extra = rows[:, r.n_streams :] != PAD
+    if extra.any():
+        t, k = (int(x) for x in np.argwhere(extra)[0])
+        raise OutOfRangeToken(f"frame {t} stream {k + r.n_streams}: id {int(rows[t, k + r.n_streams])} where "
+                              f"tokenizer {name!r} has {r.n_streams} stream(s) and only <pad> may follow")
+    return local
 
 
 class OutputWriter:

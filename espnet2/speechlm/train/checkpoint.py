@@ -13,7 +13,8 @@ Layout under ``<output_dir>/checkpoints``::
 A save writes everything into ``.tmp.step_N``, writes MANIFEST.json last, fsyncs and renames
 the directory to ``step_N``, then replaces ``latest`` atomically. On resume the checkpoint
 named by ``latest`` is verified against its manifest; a missing, truncated or corrupted one
-is skipped with a warning and the newest older checkpoint that verifies is used instead.
+is skipped with a warning and the newest older checkpoint that verifies is used instead;
+when none verifies, CorruptCheckpoints names them all (the trainer then refuses to start).
 
 Our own trainer state is loaded with ``torch.load(weights_only=True)``; it only holds
 tensors, numbers, strings, tuples and dicts.
@@ -149,6 +150,15 @@ def verify_checkpoint(ckpt_dir: Path, checksums: bool = True) -> Optional[str]:
 # --- manager ------------------------------------------------------------------------------
 
 
+class CorruptCheckpoints(RuntimeError):
+    """Checkpoints exist but none can be resumed: the run must not silently start again."""
+
+    def __init__(self, root: Path, problems: List[str]):
+        self.root, self.problems = Path(root), list(problems)
+        super().__init__(f"{root}: no checkpoint can be resumed, every one is damaged:\n  "
+                         + "\n  ".join(self.problems))
+
+
 @dataclass
 class CheckpointInfo:
     path: Path
@@ -183,7 +193,11 @@ class CheckpointManager:
         return sorted(scored, key=lambda c: (c.valid_loss, -c.step))[:k]
 
     def find_resumable(self) -> Optional[Path]:
-        """The newest checkpoint that verifies, preferring the one `latest` names."""
+        """The newest checkpoint that verifies, preferring the one `latest` names.
+
+        None only when there is no checkpoint at all; when there are some but none verifies,
+        CorruptCheckpoints (a fresh start would silently overwrite the run).
+        """
         candidates = self.complete()[::-1]
         pointer = self.root / "latest"
         if pointer.is_file():
@@ -191,12 +205,26 @@ class CheckpointManager:
             candidates.sort(key=lambda c: c.path != named)  # stable: named first, then newest
             if not named.is_dir() or read_manifest(named) is None:
                 log.warning("checkpoint %s named by `latest` is incomplete; looking for an older one", named)
+        problems = []
         for c in candidates:
             problem = verify_checkpoint(c.path, self.checksums)
             if problem is None:
                 return c.path
             log.warning("skipping corrupted checkpoint: %s", problem)
+            problems.append(problem)
+        verified = {c.path for c in candidates}
+        problems += [verify_checkpoint(p, self.checksums) for p in self._step_dirs() if p not in verified]
+        if pointer.is_file() and not problems:
+            problems.append(f"{pointer} names {pointer.read_text().strip()!r}, which does not exist")
+        if problems:
+            raise CorruptCheckpoints(self.root, problems)
         return None
+
+    def _step_dirs(self) -> List[Path]:
+        """Every step_N directory, with or without a manifest."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.iterdir() if _STEP_DIR.match(p.name) and p.is_dir())
 
     # saving
     def save(

@@ -22,7 +22,7 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 import yaml
 
@@ -198,6 +198,20 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     return value
 
 
+def check_keys(data: Dict[Any, Any], known: Iterable[str], path: str = "", source: str = "") -> None:
+    """ConfigError naming every unknown key's full path (`path.key`) and the known keys.
+
+    For every mapping whose keys select something (dataclass fields, tokenizer names, task
+    names): a typo there must stop the run, never fall back to a default. `source`: the file.
+    """
+    known = sorted(set(known))
+    unknown = sorted(set(data) - set(known), key=str)
+    if unknown:
+        where = [f"{path}.{k}" if path else str(k) for k in unknown]
+        raise ConfigError(f"{source + ': ' if source else ''}unknown config key(s) {', '.join(where)}; "
+                          f"known at this level: {', '.join(known) or '(none)'}")
+
+
 def from_dict(cls: type, data: Any, path: str = "") -> Any:
     """Build dataclass ``cls`` from a nested mapping; unknown keys raise ConfigError."""
     if data is None:
@@ -205,11 +219,7 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{path or 'config'}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - fields)
-    if unknown:
-        where = [f"{path}.{k}" if path else str(k) for k in unknown]
-        raise ConfigError(f"unknown config key(s) {', '.join(where)}; known at this level: {', '.join(sorted(fields))}")
+    check_keys(data, [f.name for f in dataclasses.fields(cls)], path)
     kwargs = {k: _convert(v, hints[k], f"{path}.{k}" if path else k) for k, v in data.items()}
     return cls(**kwargs)
 

@@ -16,7 +16,8 @@ Definitions used throughout:
   the way fp16 does).
 - resume is exact: checkpoints are taken at step boundaries and hold the micro-batch
   position inside the epoch, the sampler and every RNG state, so a resumed run replays
-  the same batches with the same dropout masks.
+  the same batches with the same dropout masks. When the output dir holds checkpoints but
+  none verifies, training stops (it never starts again from step 0 over the old run).
 - the training objective (``train.objective``) is ``lm`` (the model's own loss) or ``dpo``
   (``dpo.DPOModel`` wraps the model and a frozen reference, same forward contract).
 - before DeepSpeed wraps it, ``prepare_model`` loads ``train.init``, applies Liger kernels,
@@ -40,7 +41,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from espnet2.speechlm.data.dataset import select_examples, side_inputs
 from espnet2.speechlm.train import distributed as D
-from espnet2.speechlm.train.checkpoint import CheckpointManager, load_weights, rng_state, set_rng_state
+from espnet2.speechlm.train.checkpoint import (
+    CheckpointManager, CorruptCheckpoints, load_weights, rng_state, set_rng_state,
+)
 from espnet2.speechlm.train.config import ConfigError, TrainConfig, dump_config
 from espnet2.speechlm.train.mfu import MFUMeter, peak_flops
 from espnet2.speechlm.train.reporter import Reporter
@@ -205,8 +208,6 @@ class Trainer:
         self.output_dir = Path(output_dir)
         self.use_cuda = use_cuda
         self.state = TrainState()
-        if D.is_main():
-            dump_config(config, self.output_dir / "config.yaml")
 
         model = prepare_model(config, model, use_cuda)
         self.dpo = hasattr(model, "reference_to")
@@ -229,6 +230,8 @@ class Trainer:
     # -- public ---------------------------------------------------------------------------
     def fit(self, resume: bool = True) -> Dict[str, Any]:
         resumed_from = self._maybe_resume(resume)
+        if D.is_main():  # only now: a run that refuses to start leaves the old config in place
+            dump_config(self.cfg, self.output_dir / "config.yaml")
         self.reporter = Reporter(self.output_dir, enabled=D.is_main(),
                                  resume_step=self.state.step if resumed_from else None,
                                  tensorboard=self.cfg.run.tensorboard, images=self.cfg.run.plot_images)
@@ -482,8 +485,28 @@ class Trainer:
         self.state.last_save_step = self.state.step
         self.ckpt.save(self.engine, self.state.step, self._trainer_state(), self._model_state, valid_loss)
 
+    def _find_checkpoint(self) -> Optional[str]:
+        """The resumable checkpoint (rank 0 decides, every rank gets it). When the output dir
+        holds checkpoints but all are damaged, every rank stops: starting again from step 0
+        would overwrite log/ and the checkpoints of the run without a word."""
+        found, damaged = None, None
+        if D.is_main():
+            try:
+                p = self.ckpt.find_resumable()
+                found = str(p) if p else None
+            except CorruptCheckpoints as e:
+                damaged = str(e)
+        found, damaged = D.broadcast_object((found, damaged))
+        if damaged:
+            raise ConfigError(
+                f"{damaged}\nRefusing to start again from step 0, which would overwrite {self.output_dir}/log "
+                f"and {self.ckpt.root}. To start fresh, move {self.output_dir} away (or choose a new "
+                f"--output_dir); to continue the run, put an intact checkpoint back into {self.ckpt.root}."
+            )
+        return found
+
     def _maybe_resume(self, resume: bool) -> Optional[Path]:
-        found = D.broadcast_object(str(p) if D.is_main() and (p := self.ckpt.find_resumable()) else None)
+        found = self._find_checkpoint()
         if found is None:
             return None
         if not resume:

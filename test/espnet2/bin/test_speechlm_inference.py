@@ -72,5 +72,53 @@ def test_textlm_logprob_counts_text_tokens_and_eos(prepared, tiny_data_dir):
 def test_unknown_setting_is_refused(tmp_path):
     conf = tmp_path / "d.yaml"
     conf.write_text("asr: {beam: 3}\n")
-    with pytest.raises(ValueError, match="unknown settings"):
+    with pytest.raises(ValueError, match=r"d\.yaml: unknown config key\(s\) asr\.beam; known at this level: "
+                                         r".*beam_size"):
         speechlm_inference.task_settings(str(conf), "asr", {})
+
+
+@pytest.mark.parametrize("text, message", [
+    ("asr: {method: greedy}\nkwss: {method: beam}\n", r"unknown config key\(s\) kwss; known at this level: .*asr"),
+    ("asr: {method: greedy}\ntts_spkid: {top_kk: 30}\n", r"unknown config key\(s\) tts_spkid\.top_kk"),
+    ("asr:\n", r"asr: expected a mapping of settings"),
+])
+def test_misspelt_task_or_other_task_setting_is_refused(tmp_path, text, message):
+    """Every entry is checked while decoding asr: a typo elsewhere is not silently ignored."""
+    conf = tmp_path / "d.yaml"
+    conf.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        speechlm_inference.task_settings(str(conf), "asr", {})
+
+
+def test_tasks_of_the_model_and_builtin_tasks_are_known(tmp_path):
+    conf = tmp_path / "d.yaml"
+    conf.write_text("default: {max_new_tokens: 7}\nkws: {method: beam}\ntts_spkid: {top_k: 3}\n")
+    search, generate, logprob = speechlm_inference.task_settings(str(conf), "asr", {}, known_tasks=["kws"])
+    assert (search.method, search.max_new_tokens, generate, logprob) == ("greedy", 7, True, False)
+    assert speechlm_inference.task_settings(str(conf), "kws", {})[0].method == "beam"
+
+
+def test_out_of_range_hypothesis_is_listed_as_failed(tmp_path):
+    """The hypothesis is not written clipped or cut: its id goes to `failed` with the reason."""
+    import numpy as np
+
+    from espnet2.speechlm.inference.outputs import OutputWriter
+
+    vocab = JointVocabulary()
+    vocab.add_tokenizer("text", "char", 10, 1)
+    lo = vocab.range("text").stream_range(0)[0]
+
+    class Chars:
+        sample_rate = None
+
+        def detokenize(self, tokens):
+            return "".join(chr(97 + int(t)) for t in tokens[:, 0])
+
+    out = OutputWriter(tmp_path)
+    speechlm_inference.write_hypothesis(out, "ok", 0, np.array([[lo], [lo + 1]]), vocab, "text", Chars())
+    speechlm_inference.write_hypothesis(out, "bad", 0, np.array([[lo], [lo + 10]]), vocab, "text", Chars())
+    out.close()
+    assert (tmp_path / "text").read_text() == "ok ab\n"
+    assert (tmp_path / "token").read_text() == "ok 0 1\n"
+    failed = (tmp_path / "failed").read_text()
+    assert failed.startswith("bad out-of-range token (frame 1 stream 0: id ") and "'text'" in failed

@@ -133,3 +133,22 @@ def test_cli_help() -> None:
     proc = subprocess.run([sys.executable, "-m", "espnet2.bin.speechlm_format_audio", "--help"],
                           capture_output=True, text=True, cwd=Path(__file__).parents[4])
     assert proc.returncode == 0 and "--fs" in proc.stdout
+
+
+def test_truncated_wav_is_dropped_not_shortened(tmp_path: Path) -> None:
+    wav = tmp_path / "wav"
+    wav.mkdir()
+    sf.write(wav / "ok.wav", sine(FS, 0.2), FS)
+    sf.write(wav / "full.wav", sine(FS, 0.2), FS)
+    data = (wav / "full.wav").read_bytes()
+    (wav / "cut.wav").write_bytes(data[: len(data) - 2000])  # header still promises 3200 frames
+    d = tmp_path / "in"
+    d.mkdir()
+    write_lines(d / "wav.scp", {"u_ok": str(wav / "ok.wav"), "u_cut": str(wav / "cut.wav")})
+    write_lines(d / "text", {"u_ok": "hello", "u_cut": "a transcript longer than the audio"})
+    out = tmp_path / "out"
+    main(["--in_dir", str(d), "--out_dir", str(out), "--nj", "1"])
+    assert list(read_index(out / "wav.scp")) == ["u_ok"]
+    (where, key, reason), = [line.split(" ", 2) for line in (out / "dropped.txt").read_text().splitlines()]
+    assert (where, key) == (f"{d / 'wav.scp'}:2", "u_cut")
+    assert reason.startswith("truncated audio (the header promises 3200 frames, the file holds 2200")

@@ -199,3 +199,20 @@ def test_tokenizer_retrained_only_when_its_config_changes(tiny_data_dir, tmp_pat
     (tok_dir / "text" / "done").write_text("")  # a marker of an earlier version
     specs["text"] = prep.TokenizerSpec("text", "sentencepiece", {"vocab_size": 30, "model_type": "bpe"})
     assert prep.train_tokenizers(tiny_data_dir, templates, specs, tok_dir) == []
+
+
+def test_truncated_wav_is_skipped_with_reason(tiny_data_dir, tokenizer_config, tmp_path):
+    """The header promises more frames than the file holds: skipped, not read short."""
+    wav = read_index(tiny_data_dir / "wav.scp")[0]
+    ids = sorted(wav)
+    path = tiny_data_dir / "wav" / f"{ids[2]}.wav"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 400])
+    out = prepare_task("asr", tiny_data_dir, tokenizer_config, tmp_path)
+    kept = set()
+    for shard in sorted((out / "shards").iterdir()):
+        kept |= set((shard / "ids.txt").read_text().split())
+    skipped = {l.split()[1]: l for l in (out / "skipped.txt").read_text().splitlines()}
+    assert set(skipped) == {ids[2]} and kept == set(ids) - {ids[2]}
+    assert f"wav.scp:3 {ids[2]} truncated audio" in skipped[ids[2]]
+    assert "the header promises" in skipped[ids[2]]

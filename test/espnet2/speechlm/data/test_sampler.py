@@ -51,6 +51,17 @@ def test_replicas_get_disjoint_equal_shares():
     assert not flat0 & flat1
 
 
+def test_validation_replicas_score_every_example_exactly_once():
+    """every_batch: the batches left after an even split go round-robin, none is dropped."""
+    whole = list(make(shuffle=False)[0])
+    n_ranks = next(r for r in range(2, len(whole) + 2) if len(whole) % r)  # leaves a remainder
+    shares = [list(make(shuffle=False, num_replicas=n_ranks, rank=r, every_batch=True)[0]) for r in range(n_ranks)]
+    assert sorted(i for share in shares for b in share for i in b) == sorted(i for b in whole for i in b)
+    assert max(map(len, shares)) - min(map(len, shares)) == 1
+    even = [list(make(shuffle=False, num_replicas=n_ranks, rank=r)[0]) for r in range(n_ranks)]
+    assert sum(map(len, even)) < len(whole)  # training keeps ranks in lock-step instead
+
+
 def test_too_small_budget_is_a_clear_error():
     with pytest.raises(ValueError, match="smaller than the longest example"):
         TokenBatchSampler(np.array([10, 500]), np.array([0, 0]), [1.0], batch_tokens=100)

@@ -76,7 +76,8 @@ def train_one(out: Path, run: dict, resume: bool, sleep: float) -> dict:
     def bundle(n, seed, shuffle):
         ds = ToyPairDataset(n, seed) if dpo else ToyDataset(n, seed)
         sampler = TokenBatchSampler(ds.lengths, ds.sources, [1.0, 1.0], cfg.data.batch_tokens, seed=cfg.run.seed,
-                                    shuffle=shuffle, num_replicas=D.world_size(), rank=D.rank())
+                                    shuffle=shuffle, num_replicas=D.world_size(), rank=D.rank(),
+                                    every_batch=not shuffle)  # the valid bundle, as speechlm_train builds it
         return DataBundle(ds, sampler, collate_pairs if dpo else collate)
 
     trainer = Trainer(cfg, model, bundle(48, 0, True), out, valid=bundle(16, 1, False))

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from espnet2.speechlm.train.checkpoint import (
-    CheckpointManager, average_state_dicts, rng_state, set_rng_state, verify_checkpoint,
+    CheckpointManager, CorruptCheckpoints, average_state_dicts, rng_state, set_rng_state, verify_checkpoint,
 )
 
 
@@ -75,6 +75,35 @@ def test_half_written_save_is_ignored(tmp_path):
     save(mgr, 8)
     assert not (tmp_path / "ckpt" / ".tmp.step_00000004").exists()  # cleaned by the next save
     assert mgr.find_resumable().name == "step_00000008"
+
+
+def flip_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["flip", "delete_manifest", "dangling_latest"])
+def test_every_checkpoint_damaged_is_an_error_naming_them(tmp_path, damage):
+    """No silent None (= start from step 0 over the old run) when checkpoints exist but none verifies."""
+    mgr = CheckpointManager(tmp_path / "ckpt", keep_last_n=5, keep_best_k=0)
+    ckpts = [save(mgr, 2), save(mgr, 4)]
+    for c in ckpts:
+        if damage == "flip":
+            flip_byte(c / "model.safetensors")
+        elif damage == "delete_manifest":
+            (c / "MANIFEST.json").unlink()
+        else:
+            __import__("shutil").rmtree(c)
+    with pytest.raises(CorruptCheckpoints) as err:
+        mgr.find_resumable()
+    msg = str(err.value)
+    assert "no checkpoint can be resumed" in msg
+    if damage == "dangling_latest":
+        assert "names 'step_00000004', which does not exist" in msg
+    else:
+        assert all(str(c) in msg for c in ckpts)
+        assert ("checksum mismatch" if damage == "flip" else "no readable MANIFEST.json") in msg
 
 
 def test_no_checkpoint(tmp_path):
