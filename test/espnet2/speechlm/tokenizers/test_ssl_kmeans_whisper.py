@@ -103,3 +103,17 @@ def test_bad_config_errors(tmp_path):
         SSLKMeansConfig(features="whisper", pool=0).validate()
     with pytest.raises(FileNotFoundError, match="never downloaded"):
         WhisperEncoderFeatures(SSLKMeansConfig(features="whisper", model="no-such/whisper-model"))
+
+
+def test_whisper_features_are_the_unquantised_encoder_frames(speech):
+    """The continuous item gives the same frames k-means would quantise, as placeholders + features."""
+    tok = build_tokenizer("whisper_features", None, pool=2)
+    waves = list(speech.values())
+    ids, feats = tok.encode(waves)
+    ref = WhisperEncoderFeatures(SSLKMeansConfig(features="whisper", pool=2))
+    for wav, i, f in zip(waves, ids, feats):
+        assert tok.embed_dim == 384 and f.shape == (-(-len(wav) // 640), 384)
+        assert i.shape == (len(f), 1) and not i.any()  # one placeholder id per frame
+        np.testing.assert_allclose(f, ref(wav), atol=1e-5)
+    with pytest.raises(NotImplementedError):
+        tok.detokenize(ids[0])
