@@ -113,14 +113,15 @@ def test_speaker_embedding_task_goes_through_every_stage(recipe):
     spkid = json.loads((recipe / "dump" / "tts_spkid" / "test" / "data.json").read_text())
     assert "spk_embedding" not in spkid["tokenizers"]
     config = json.loads((exp / "train" / "model" / "config.json").read_text())
-    assert config["model"]["continuous"] == {"spk_embedding": 40, "speech": 384}  # asr listens to Whisper frames
+    assert config["model"]["continuous"] == {"spk_embedding": 40}
     for folder in (exp / "train" / "model", exp / "packed"):  # the embedder's settings travel with the model
         record = yaml.safe_load((folder / "tokenizers.yaml").read_text())
         assert record["spk_embedding"] == {"type": "spk_embedding", "conf": {"embedder": "mfcc_stats"}}
         # every tokenizer the tasks use, with the type conf/tokenizers_tiny.yaml gives it
-        assert (record["text"]["type"], record["phn"]["type"], record["speech"]["type"]) == \
-            ("sentencepiece", "g2p_espeak", "whisper_features")
-        assert "units" not in record  # defined in the config, used by no task of the run
+        assert (record["text"]["type"], record["phn"]["type"], record["units"]["type"]) == \
+            ("sentencepiece", "g2p_espeak", "ssl_kmeans")
+        assert record["units"]["conf"]["features"] == "whisper"
+        assert "speech" not in record  # defined in the config, used by no task of the run
     dec = exp / "decode" / "tts_spkemb_test"
     wavs = dict(l.split() for l in (dec / "wav.scp").read_text().splitlines())
     assert sorted(wavs) == sorted(kept["test"]) and all(Path(w).is_file() for w in wavs.values())
