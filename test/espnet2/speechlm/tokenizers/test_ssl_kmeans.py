@@ -151,7 +151,7 @@ def test_bad_input_errors(offline, waves, tmp_path):
         tok.tokenize([np.zeros(800, dtype=np.int16)])
     with pytest.raises(TypeError, match="list of waveforms"):
         tok.tokenize(waves[0])
-    with pytest.raises(ValueError, match="unknown feature backend 'fbank'; known: \\['hf', 'logmel', 'mfcc'\\]"):
+    with pytest.raises(ValueError, match="unknown feature backend 'fbank'; known: \\['hf', 'logmel', 'mfcc', 'whisper'\\]"):
         train_tokenizer("ssl_kmeans", waves, tmp_path / "x", features="fbank", **KM)
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['n_cluster'\]"):
         train_tokenizer("ssl_kmeans", waves, tmp_path / "y", features="mfcc", n_cluster=8)
