@@ -41,7 +41,8 @@ whisper_features  waveform -> the Whisper encoder's last layer at 50 / pool Hz (
                run by CTranslate2 (class docstring below).
 All take `store_dtype` (float32 or float16): how the features are written to disk.
 Models are loaded lazily, on the first `features` call; building the tokenizer (vocab
-stage, inference) reads only the configs.
+stage, inference) reads only the configs. Except whisper_features: CTranslate2 folders do
+not record the encoder width, so building it loads the (small, local) model to learn it.
 """
 
 from __future__ import annotations

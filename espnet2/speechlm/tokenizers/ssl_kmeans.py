@@ -301,10 +301,8 @@ class WhisperEncoderFeatures(Features):
         x = np.concatenate([self._encode(wav[i : i + self.WINDOW]) for i in range(0, max(len(wav), 1), self.WINDOW)])
         p = self.cfg.pool
         if p > 1:  # mean over groups of p frames; the last group may be shorter
-            t = -(-len(x) // p)
-            sums = np.add.reduceat(x, np.arange(0, len(x), p), axis=0)  # [t, D]
-            counts = np.minimum(p, len(x) - np.arange(0, len(x), p))[:, None]
-            x = (sums / counts)[:t]
+            starts = np.arange(0, len(x), p)
+            x = np.add.reduceat(x, starts, axis=0) / np.minimum(p, len(x) - starts)[:, None]  # [ceil(T / p), D]
         return x.astype(np.float32)
 
 
