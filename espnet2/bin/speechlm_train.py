@@ -111,10 +111,30 @@ def build_data(args_jsons: List[str], vocab, cfg, shuffle: bool, valid: bool):
     tasks = [m.task for m in dataset.manifests]
     ratios = [1.0] * len(paths) if valid else sampling_ratios(tasks, [r for _, r in pairs], cfg.data.task_ratios)
     batch_tokens = (cfg.data.valid_batch_tokens or cfg.data.batch_tokens) if valid else cfg.data.batch_tokens
+    warmup_sources = [] if valid else curriculum_sources(tasks, cfg)
     sampler = TokenBatchSampler(dataset.lengths, dataset.sources, ratios, batch_tokens, seed=cfg.run.seed,
                                 shuffle=shuffle, num_replicas=D.world_size(), rank=D.rank(),
-                                every_batch=valid)  # validation scores every example once
+                                every_batch=valid,  # validation scores every example once
+                                warmup_sources=warmup_sources,
+                                warmup_batches=cfg.data.curriculum_steps * cfg.run.grad_accum if warmup_sources else 0)
     return DataBundle(dataset, sampler, collate_pairs if dpo else collate)
+
+
+def curriculum_sources(tasks: List[str], cfg) -> List[int]:
+    """Indices of the training data.json files that data.curriculum_tasks names (checked)."""
+    from espnet2.speechlm.train.config import ConfigError
+
+    names, steps = list(cfg.data.curriculum_tasks), int(cfg.data.curriculum_steps)
+    if not names and not steps:
+        return []
+    if not names or steps <= 0:
+        raise ConfigError(f"data.curriculum_tasks ({names}) and data.curriculum_steps ({steps}) go together: "
+                          "set both (tasks and a positive step count) or neither")
+    unknown = sorted(set(names) - set(tasks))
+    if unknown:
+        raise ConfigError(f"data.curriculum_tasks names tasks {unknown} that no training data.json holds "
+                          f"(tasks: {sorted(set(tasks))})")
+    return [i for i, t in enumerate(tasks) if t in names]
 
 
 def check_loss_weights(loss_weights: Dict[str, Any], vocab) -> None:

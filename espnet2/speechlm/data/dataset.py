@@ -202,11 +202,17 @@ class TokenBatchSampler(torch.utils.data.Sampler):
     of batches (ranks step in lock-step) and drops the few left over; validation
     (`every_batch=True`) deals those out round-robin, so every example is scored exactly
     once (ranks then differ by at most one batch; the trainer pads with zero-weight forwards).
+
+    Task warm-up (a curriculum): epoch 0 starts with `warmup_batches` batches per rank made
+    only of the `warmup_sources` (drawn, bucketed and shuffled the same way, from as many
+    passes over them as it takes), then goes on with the full mix. Being part of the epoch's
+    batch list, it resumes like any other batch.
     """
 
     def __init__(self, lengths: np.ndarray, sources: np.ndarray, ratios: Sequence[float], batch_tokens: int,
                  seed: int = 0, shuffle: bool = True, num_replicas: int = 1, rank: int = 0,
-                 bucket_batches: int = 64, every_batch: bool = False):
+                 bucket_batches: int = 64, every_batch: bool = False,
+                 warmup_sources: Sequence[int] = (), warmup_batches: int = 0):
         self.lengths = np.asarray(lengths)
         self.sources = np.asarray(sources)
         self.ratios = list(ratios)
@@ -220,6 +226,12 @@ class TokenBatchSampler(torch.utils.data.Sampler):
         self.num_replicas, self.rank = num_replicas, rank
         self.bucket_batches = bucket_batches
         self.every_batch = every_batch
+        self.warmup_sources = sorted(set(int(i) for i in warmup_sources))
+        self.warmup_batches = int(warmup_batches)
+        if self.warmup_batches < 0:
+            raise ValueError(f"warmup_batches must be >= 0, got {warmup_batches}")
+        if self.warmup_batches and not np.isin(self.sources, self.warmup_sources).any():
+            raise ValueError(f"task warm-up: no example comes from the warm-up sources {self.warmup_sources}")
         self.epoch, self.consumed = 0, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -237,9 +249,8 @@ class TokenBatchSampler(torch.utils.data.Sampler):
         order = np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
         return rng.permutation(order) if self.shuffle else order
 
-    def _batches(self) -> List[List[int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        order = self._epoch_indices(rng)
+    def _bucketed(self, order: np.ndarray, rng: np.random.Generator) -> List[List[int]]:
+        """Examples in `order` -> batches under batch_tokens, by length within buckets, shuffled."""
         mean_len = max(1, int(self.lengths.mean())) if self.lengths.size else 1
         bucket = max(1, self.bucket_batches * self.batch_tokens // mean_len)
         batches: List[List[int]] = []
@@ -258,6 +269,26 @@ class TokenBatchSampler(torch.utils.data.Sampler):
                 batches.append(current)
         if self.shuffle:
             batches = [batches[j] for j in rng.permutation(len(batches))]
+        return batches
+
+    def _warmup(self) -> List[List[int]]:
+        """The first batches of epoch 0: warm-up sources only, `warmup_batches` per rank."""
+        need = self.warmup_batches * self.num_replicas
+        rng = np.random.default_rng([self.seed, 1 << 20])  # its own stream: epoch orders stay as without it
+        batches: List[List[int]] = []
+        while len(batches) < need:
+            order = self._epoch_indices(rng)
+            more = self._bucketed(order[np.isin(self.sources[order], self.warmup_sources)], rng)
+            if not more:
+                raise ValueError(f"task warm-up: the sampling ratios draw no example of sources {self.warmup_sources}")
+            batches += more
+        return batches[:need]
+
+    def _batches(self) -> List[List[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        batches = self._bucketed(self._epoch_indices(rng), rng)
+        if self.epoch == 0 and self.warmup_batches and not self.every_batch:
+            batches = self._warmup() + batches
         if self.every_batch:
             return batches[self.rank :: self.num_replicas]
         per_rank = len(batches) // self.num_replicas

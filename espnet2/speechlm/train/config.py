@@ -22,7 +22,7 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import yaml
 
@@ -88,6 +88,10 @@ class DataConfig:
     loss_weights: Dict[str, Any] = field(default_factory=dict)  # tokenizer name -> weight, or one per stream
     # task name -> sampling ratio of its training data.json (an explicit `path:ratio` wins; default 1)
     task_ratios: Dict[str, float] = field(default_factory=dict)
+    # a curriculum: the first `curriculum_steps` optimizer steps sample only `curriculum_tasks`
+    # (e.g. [asr], so that ASR learns to follow the audio before TTS shares the model), then the full mix
+    curriculum_tasks: List[str] = field(default_factory=list)
+    curriculum_steps: int = 0
 
 
 @dataclass

@@ -92,3 +92,20 @@ def test_bad_loss_weights_are_refused(weights, message):
     speechlm_train.check_loss_weights({"codec": [1.0, 0.5], "text": 2.0}, _vocab())  # fine
     with pytest.raises(ConfigError, match=message):
         speechlm_train.check_loss_weights(weights, _vocab())
+
+
+@pytest.mark.parametrize("curriculum, message", [
+    ({"data.curriculum_tasks": ["tts"], "data.curriculum_steps": 10}, r"names tasks \['tts'\].*tasks: \['asr', 'textlm'\]"),
+    ({"data.curriculum_tasks": ["asr"]}, r"go together"),
+    ({"data.curriculum_steps": 10}, r"go together"),
+])
+def test_bad_curriculum_is_refused(curriculum, message):
+    cfg = load_config(None, curriculum)
+    with pytest.raises(ConfigError, match=message):
+        speechlm_train.curriculum_sources(["asr", "textlm", "asr"], cfg)
+
+
+def test_curriculum_names_the_sources_of_its_tasks():
+    cfg = load_config(None, {"data.curriculum_tasks": ["asr"], "data.curriculum_steps": 10})
+    assert speechlm_train.curriculum_sources(["asr", "textlm", "asr"], cfg) == [0, 2]
+    assert speechlm_train.curriculum_sources(["asr"], load_config(None)) == []

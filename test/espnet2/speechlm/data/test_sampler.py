@@ -91,3 +91,42 @@ def test_sampling_ratios_reject_unknown_task_and_nonpositive():
         sampling_ratios(["asr"], [None], {"audiolm": 0.5})
     with pytest.raises(ValueError, match="> 0"):
         sampling_ratios(["asr"], [None], {"asr": 0.0})
+
+
+def test_curriculum_warmup_batches_come_first_then_the_usual_epoch():
+    plain = list(make()[0])
+    s, _, sources = make(warmup_sources=[1], warmup_batches=7)
+    batches = list(s)
+    assert len(batches) == len(plain) + 7
+    assert all((sources[b] == 1).all() for b in batches[:7])
+    assert batches[7:] == plain  # the epoch after the warm-up is the one without it
+    s.set_epoch(1)
+    later, p1 = list(s), make()[0]
+    p1.set_epoch(1)
+    assert later == list(p1)  # only epoch 0 is warmed up
+
+
+def test_curriculum_warmup_longer_than_one_pass_and_resumes():
+    s, _, sources = make(warmup_sources=[1], warmup_batches=60)  # source 1 fills far fewer batches a pass
+    full = list(s)
+    assert all((sources[b] == 1).all() for b in full[:60])
+    one_pass = sum(1 for b in make()[0] if (sources[b] == 1).all())
+    assert one_pass < 60
+    s2, _, _ = make(warmup_sources=[1], warmup_batches=60)
+    s2.load_state_dict({"epoch": 0, "consumed": 33})
+    assert list(s2) == full[33:]
+
+
+def test_curriculum_warmup_per_rank():
+    for r in range(2):
+        s, _, sources = make(num_replicas=2, rank=r, warmup_sources=[0], warmup_batches=5)
+        batches = list(s)
+        assert all((sources[b] == 0).all() for b in batches[:5])
+        assert not all((sources[b] == 0).all() for b in batches[5:])
+
+
+def test_curriculum_warmup_errors():
+    with pytest.raises(ValueError, match="no example comes from the warm-up sources"):
+        make(n=(200, 0), warmup_sources=[1], warmup_batches=3)
+    with pytest.raises(ValueError, match=">= 0"):
+        make(warmup_sources=[1], warmup_batches=-1)
