@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mini English recipe: an offline multi-speaker corpus synthesized with flite and espeak-ng,
 # four tasks (asr, tts, textlm, audiolm) in one delay-interleave model trained on CPU.
-#   bash run.sh                                   # everything, ~22 min on 2 idle cores
+#   bash run.sh                                   # everything, ~24 min on 2 idle cores
 #   bash run.sh --train_config conf/train_full.yaml   # longer training (better numbers)
 #   bash run.sh --stage 9 --stop_stage 10         # re-decode and re-score
 set -euo pipefail
