@@ -67,6 +67,11 @@ def test_every_stage_leaves_its_output(recipe):
             assert json.loads((recipe / "dump" / task / split / "data.json").read_text())["num_examples"] > 0
     assert (recipe / "dump" / "vocab" / "vocab.txt").is_file()
     assert (exp / "train" / "images" / "curves.png").is_file()
+    # conf/train_tiny.yaml's curriculum: steps 1-2 (the first log window) train asr alone, then all tasks
+    logged = [json.loads(l) for l in (exp / "train" / "log" / "train.jsonl").read_text().splitlines()]
+    tasks_of = [{k.split("/")[0] for k in rec if k.endswith("/loss")} for rec in logged]
+    assert logged[0]["step"] == 2 and tasks_of[0] == {"asr"}, tasks_of
+    assert set().union(*tasks_of[1:]) - {"asr"}, tasks_of
     model = exp / "train" / "model"
     assert {"model.safetensors", "config.json", "vocab.json"} <= {p.name for p in model.iterdir()}
     assert (model / "tokenizers" / "codec").is_dir() and (model / "templates" / "asr.yaml").is_file()
@@ -113,15 +118,15 @@ def test_speaker_embedding_task_goes_through_every_stage(recipe):
     spkid = json.loads((recipe / "dump" / "tts_spkid" / "test" / "data.json").read_text())
     assert "spk_embedding" not in spkid["tokenizers"]
     config = json.loads((exp / "train" / "model" / "config.json").read_text())
-    assert config["model"]["continuous"] == {"spk_embedding": 40}
+    # the speaker embedding (tts_spkemb) and the Whisper tiny.en encoder's frames (asr's `speech`)
+    assert config["model"]["continuous"] == {"spk_embedding": 40, "speech": 384}
     for folder in (exp / "train" / "model", exp / "packed"):  # the embedder's settings travel with the model
         record = yaml.safe_load((folder / "tokenizers.yaml").read_text())
         assert record["spk_embedding"] == {"type": "spk_embedding", "conf": {"embedder": "mfcc_stats"}}
         # every tokenizer the tasks use, with the type conf/tokenizers_tiny.yaml gives it
-        assert (record["text"]["type"], record["phn"]["type"], record["units"]["type"]) == \
-            ("sentencepiece", "g2p_espeak", "ssl_kmeans")
-        assert record["units"]["conf"]["features"] == "whisper"
-        assert "speech" not in record  # defined in the config, used by no task of the run
+        assert (record["text"]["type"], record["phn"]["type"], record["speech"]["type"]) == \
+            ("sentencepiece", "g2p_espeak", "whisper_features")
+        assert "units" not in record  # defined in the config, used by no task of the run
     dec = exp / "decode" / "tts_spkemb_test"
     wavs = dict(l.split() for l in (dec / "wav.scp").read_text().splitlines())
     assert sorted(wavs) == sorted(kept["test"]) and all(Path(w).is_file() for w in wavs.values())
