@@ -188,12 +188,32 @@ def build_model(cfg, vocab, embed_dims: Optional[Dict[str, int]] = None):
                 raise ValueError(f"model.arch_conf.continuous.{name} = {given[name]}, but the data's "
                                  f"features have embed_dim {dim}")
         arch_conf["continuous"] = given
+    for option, key in (("guided_attention", "source_ranges"), ("history_dropout", "ranges")):
+        if arch_conf.get(option):
+            arch_conf[option] = tokenizer_id_ranges(arch_conf[option], vocab, f"model.arch_conf.{option}", key)
     if "head_ranges" in m.arch_conf and not m.restrict_heads:
         raise ValueError("model.restrict_heads is false but model.arch_conf.head_ranges is set: "
                          "drop head_ranges for full heads, or keep restrict_heads (explicit ranges win)")
     from_vocab = vocab_build_args(vocab, m.text_tokenizer, m.restrict_heads and "head_ranges" not in m.arch_conf)
     return build_speechlm(m.arch, m.body, dict(m.body_conf), vocab.size, vocab.max_streams, **from_vocab,
                           **arch_conf)
+
+
+def tokenizer_id_ranges(conf: Dict[str, Any], vocab, where: str, key: str) -> Dict[str, Any]:
+    """An option that names tokenizers (`tokenizers: [phn]`) gets their id ranges under `key`
+    (guided_attention.source_ranges, history_dropout.ranges): the model knows ids, not names."""
+    from espnet2.speechlm.train.config import ConfigError
+
+    conf = dict(conf)
+    names = conf.pop("tokenizers", None)
+    if names is None:
+        return conf
+    known = [r.name for r in vocab.ranges]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"{where}.tokenizers: {unknown} are not tokenizers of the vocabulary ({known})")
+    conf[key] = [[vocab.range(n).offset, vocab.range(n).offset + vocab.range(n).size] for n in names]
+    return conf
 
 
 def model_assets(dataset, output_dir: Path) -> Dict[str, Path]:

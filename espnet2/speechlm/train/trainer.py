@@ -538,7 +538,8 @@ class Trainer:
         sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
 
 
-EXTRA_STATS = ("margin", "chosen_reward", "rejected_reward")  # averaged per logging window when present
+# averaged per logging window when present (guided_attn: 0 for batches without a guided example)
+EXTRA_STATS = ("margin", "chosen_reward", "rejected_reward", "guided_attn")
 
 
 def task_sums(tasks: Optional[List[str]], stats: Dict[str, Any]) -> Dict[str, List[float]]:

@@ -109,3 +109,14 @@ def test_curriculum_names_the_sources_of_its_tasks():
     cfg = load_config(None, {"data.curriculum_tasks": ["asr"], "data.curriculum_steps": 10})
     assert speechlm_train.curriculum_sources(["asr", "textlm", "asr"], cfg) == [0, 2]
     assert speechlm_train.curriculum_sources(["asr"], load_config(None)) == []
+
+
+def test_guided_attention_names_tokenizers_and_the_model_gets_their_ids(tmp_path):
+    v = _vocab()
+    g = ", arch_conf: {guided_attention: {tokenizers: [text], layers: [0]}}"
+    model = speechlm_train.build_model(_cfg(tmp_path, g), v)
+    r = v.range("text")
+    assert model.guide.cfg.source_ranges == [(r.offset, r.offset + r.size)]
+    assert model.build_config["arch_conf"]["guided_attention"]["source_ranges"] == [[r.offset, r.offset + r.size]]
+    with pytest.raises(ConfigError, match="phn"):
+        speechlm_train.build_model(_cfg(tmp_path, g.replace("[text]", "[phn]")), v)
