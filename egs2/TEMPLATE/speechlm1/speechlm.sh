@@ -72,6 +72,7 @@ fi
 while [ $# -gt 0 ]; do
     case "$1" in
         -h|--help) echo "${help_message}"; exit 0 ;;
+        --*=*) name="${1%%=*}"; set -- "${name}" "${1#*=}" "${@:2}"; continue ;;  # --name=value -> --name value
         --*) name="${1#--}"
              if ! sed -n '/^# ---- options/,/^help_message/p' "$0" | grep -qE "^${name}="; then echo "$0: unknown option $1" >&2; exit 1; fi
              [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
@@ -79,6 +80,19 @@ while [ $# -gt 0 ]; do
         *) echo "$0: unexpected argument $1" >&2; exit 1 ;;
     esac
 done
+
+# stages are 1..12; a range that selects nothing is a mistake, not a silent no-op
+for opt in stage stop_stage; do
+    case "${!opt}" in
+        ''|*[!0-9]*) echo "$0: --${opt} must be a stage number 1-12, got '${!opt}'" >&2; exit 1 ;;
+    esac
+    if [ "${!opt}" -lt 1 ] || [ "${!opt}" -gt 12 ]; then
+        echo "$0: --${opt} ${!opt} is not a stage (1-12)" >&2; exit 1
+    fi
+done
+if [ "${stage}" -gt "${stop_stage}" ]; then
+    echo "$0: --stage ${stage} is after --stop_stage ${stop_stage}: nothing would run" >&2; exit 1
+fi
 
 TEMPLATE="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"  # recipes link to this file
 [ -n "${task}" ] && tasks="${task}"
