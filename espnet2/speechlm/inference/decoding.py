@@ -22,6 +22,7 @@ columns and only the chosen tokens are mapped back to global ids.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, fields
 from typing import List, Optional, Sequence
 
@@ -31,6 +32,8 @@ from espnet2.speechlm.inference.masking import ModalityTable
 from espnet2.speechlm.inference.search import SEARCHES, SearchConfig
 from espnet2.speechlm.inference import beam, sampling  # noqa: F401  (register strategies)
 from espnet2.speechlm.vocab import PAD, SOS_EOS
+
+log = logging.getLogger(__name__)
 
 _NEVER = 1 << 30
 
@@ -62,6 +65,19 @@ def length_budget(lengths: torch.Tensor, cfg: SearchConfig) -> tuple[torch.Tenso
     max_new = torch.floor(lengths.double() * cfg.max_len_ratio).long().clamp(1, cfg.max_new_tokens)
     min_new = torch.ceil(lengths.double() * cfg.min_len_ratio).long()
     return torch.minimum(min_new, max_new), max_new
+
+
+def context_room(model, prompt_rows: int, max_shift: int) -> Optional[int]:
+    """Continuation frames that fit the body's context after `prompt_rows` prompt rows (None:
+    no known limit). The KV cache holds prompt + frames + eos frame + pattern tail + 1 rows."""
+    context = getattr(getattr(model, "body", None), "context_len", None)
+    if context is None:
+        return None
+    room = int(context) - prompt_rows - max_shift - 2
+    if room < 1:
+        raise ValueError(f"a prompt of {prompt_rows} rows leaves no room to generate in the model's context of "
+                         f"{context} positions (body max_len); shorten the condition or use a longer-context model")
+    return room
 
 
 def left_pad_rows(rows: torch.Tensor, lengths: torch.Tensor):
@@ -111,6 +127,12 @@ def decode(model, prefix: torch.Tensor, prefix_lengths: torch.Tensor, search: Se
     W = strategy.width
 
     min_new, max_new = length_budget(L, search)
+    room = context_room(model, int(L.max()), D)
+    if room is not None and int(max_new.max()) > room:  # the model's context, not the search, is the limit
+        log.info("length budget clamped to %d frames: the model's context holds no more after %d prompt rows",
+                 room, int(L.max()))
+        max_new = max_new.clamp(max=room)
+        min_new = torch.minimum(min_new, max_new)
     G = int(max_new.max()) + 1  # continuation frames incl. the eos frame
     prompt, valid, pos = left_pad_rows(model.pattern.build(prefix, fill=PAD), L)  # [B, P, nq]
     P = prompt.shape[1]

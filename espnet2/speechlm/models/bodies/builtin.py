@@ -273,6 +273,11 @@ class BuiltinBody(nn.Module):
         if isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, std=0.02)
 
+    @property
+    def context_len(self) -> int:
+        """Longest sequence (prompt + generation) the RoPE tables cover."""
+        return self.rotary.max_len
+
     def new_cache(self, batch: int, max_len: int, device=None, dtype=None) -> KVCache:
         if not self.cfg.causal:
             raise ValueError("a bidirectional (causal=False) body has no KV cache")

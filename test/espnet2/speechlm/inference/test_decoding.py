@@ -123,3 +123,30 @@ def test_beam_scores_sorted_and_nbest(vocab):
     assert [len(h) for h in out] == [3, 3, 3]
     for hyps in out:  # distinct hypotheses
         assert len({tuple(h.flatten().tolist()) for h in hyps}) == 3
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_length_budget_is_clamped_to_the_model_context(vocab, use_cache):
+    from espnet2.speechlm.models import build_speechlm
+    from decode_testkit import TINY_BODY
+
+    torch.manual_seed(0)
+    model = build_speechlm("delay", "builtin", {**TINY_BODY, "max_len": 40}, vocab.size, vocab.max_streams).eval()
+    prefix, lengths = prompts(vocab)  # longest prompt: 11 rows
+    table = ModalityTable.from_vocab(vocab)
+    D = max(model.pattern.shifts)
+    room = 40 - 11 - D - 2
+    # eos masked (min > max): every output runs to the limit, far beyond the context without the clamp
+    cfg = SearchConfig(method="top_k", temperature=2.0, min_len_ratio=100, max_len_ratio=100, max_new_tokens=1000)
+    out = model.generate(prefix, lengths, cfg, table, use_cache=use_cache)
+    assert [h[0].shape[0] for h in out] == [room] * len(out)
+
+
+def test_a_prompt_longer_than_the_context_is_a_clear_error(vocab):
+    from espnet2.speechlm.models import build_speechlm
+    from decode_testkit import TINY_BODY
+
+    model = build_speechlm("delay", "builtin", {**TINY_BODY, "max_len": 12}, vocab.size, vocab.max_streams).eval()
+    prefix, lengths = prompts(vocab)
+    with pytest.raises(ValueError, match="no room to generate in the model's context of 12 positions"):
+        model.generate(prefix, lengths, SearchConfig(method="greedy"), ModalityTable.from_vocab(vocab))
