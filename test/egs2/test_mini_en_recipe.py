@@ -137,10 +137,14 @@ def test_speaker_embedding_task_goes_through_every_stage(recipe):
 
 
 def test_rerun_skips_finished_stages(recipe):
-    result = run_stages(recipe, "--stop_stage", "9")
+    result = run_stages(recipe, "--stop_stage", "10")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "skip stage 8: training (done" in result.stderr
     assert "stage 5: tokenization" not in result.stderr.replace("skip stage 5: tokenization", "")
+    # nothing was decoded again, so nothing is scored again (it took minutes on the mini recipe)
+    for task in TASKS:
+        assert f"skip stage 10: scoring {task}/test (done" in result.stderr
+    assert "stage 10: scoring" not in result.stderr.replace("skip stage 10: scoring", "")
 
 
 def test_inference_from_the_packed_folder(recipe, tmp_path):

@@ -297,6 +297,13 @@ if run_stage 10; then
                 if [ -f "${c}" ]; then score_conf="${c}"; break; fi
             done
             [ -n "${score_conf}" ] || { log "stage 10: no score config for ${key}; skipped"; continue; }
+            dec="${exp}/decode/${key}_${dset}"
+            # scores depend on the hypotheses (the decode folder but its score/), the score config and the references
+            # shellcheck disable=SC2046
+            score_inputs="hyps: $(fingerprint $(find "${dec}" -mindepth 1 -maxdepth 1 ! -name score | sort)); config: $(
+                fingerprint "${score_conf}"); refs: $(fingerprint "${dumpdir}/audio/${dset}")"
+            [ -f "${exp}/RESULTS.md" ] || unmark "stage10_${key}_${dset}"  # its rows live there
+            done_or_run "stage10_${key}_${dset}" "stage 10: scoring ${key}/${dset}" "${score_inputs}" || continue
             log "stage 10: scoring ${key} ${dset} with ${score_conf}"
             ${python} -m espnet2.bin.speechlm_score --score_config "${score_conf}" \
                 --hyp_dir "${exp}/decode/${key}_${dset}" --ref_dir "${dumpdir}/audio/${dset}" \
@@ -312,6 +319,7 @@ if run_stage 10; then
                     --tokenizer_dir "${tokdir}" --cache_dir "${dumpdir}/resynth" --task "${key}" --test_set "${dset}" \
                     --results_md "${exp}/RESULTS.md" --nj "${nj}" --no_progress
             fi
+            mark "stage10_${key}_${dset}" "${score_inputs}"
         done
     done
     [ -f "${exp}/RESULTS.md" ] && cat "${exp}/RESULTS.md"

@@ -3,7 +3,7 @@
 # four tasks (asr, tts, textlm, audiolm) in one delay-interleave model trained on CPU.
 #   bash run.sh                                   # everything, ~24 min on 2 idle cores
 #   bash run.sh --train_config conf/train_full.yaml   # longer training (better numbers)
-#   bash run.sh --stage 9 --stop_stage 10         # re-decode and re-score
+#   bash run.sh --stage 9 --stop_stage 10         # decode and score what changed since (rm exp/*/.done/stage9_* to force)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 bash ../../../tools/install.sh          # idempotent: returns at once when already installed
