@@ -84,8 +84,11 @@ def train_tokenizers(data_dir: Path, templates: Sequence[TaskTemplate], specs: D
 
     for t in templates:
         check_continuous_conditions(t, specs)
+    names = sorted({it.tokenizer for t in templates for it in t.items})
+    for name in names:  # every name and type checked before minutes of training, not after
+        TOKENIZERS.get(_spec(specs, name).type)
     trained = []
-    for name in sorted({it.tokenizer for t in templates for it in t.items}):
+    for name in names:
         spec = _spec(specs, name)
         cls = TOKENIZERS.get(spec.type)
         target = Path(out_dir) / name
