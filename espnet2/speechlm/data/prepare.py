@@ -17,6 +17,7 @@ complete, so a killed run redoes only unfinished shards and ends identical.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import multiprocessing as mp
@@ -170,6 +171,33 @@ def shard_dir(out_dir: Path, index: int) -> Path:
     return Path(out_dir) / "shards" / f"shard_{index:05d}"
 
 
+def shard_provenance(job: PrepareJob, ids: List[str], tables: Dict[str, Dict[str, Entry]]) -> str:
+    """What a shard is made from, as one hash: its ids, their rows of every index file, each
+    tokenizer's spec and trained files, and the length limits. A shard whose recorded hash
+    differs (other shard size, changed inputs or tokenizers) is redone, never reused."""
+    h = hashlib.sha1()
+    h.update(json.dumps({"task": job.template.to_dict(), "max_seconds": job.max_seconds,
+                         "max_frames": job.max_frames}, sort_keys=True, default=str).encode())
+    for it in job.template.items:
+        rows = tables[it.name]
+        h.update(f"\0{it.name}\0".encode())
+        h.update("".join(f"{i} {rows[i].content}\n" for i in ids).encode())
+    for name in sorted(job.template.tokenizers):
+        spec = job.specs[name]
+        h.update(json.dumps({"name": name, "type": spec.type, "conf": spec.conf}, sort_keys=True, default=str).encode())
+        trained = Path(job.tokenizer_dir) / name if job.tokenizer_dir else None
+        if trained is not None and trained.is_dir():
+            for f in sorted(p for p in trained.rglob("*") if p.is_file()):
+                h.update(f"\0{f.relative_to(trained)}\0".encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def shard_is_current(job: PrepareJob, index: int, provenance: str) -> bool:
+    d = shard_dir(job.out_dir, index)
+    return (d / "done").exists() and (d / "provenance").exists() and (d / "provenance").read_text().strip() == provenance
+
+
 def plan(job: PrepareJob) -> tuple[List[List[str]], List[Skip], dict]:
     """Validate the index files and split the kept ids into shards (plus the read tables)."""
     for it in job.template.items:
@@ -195,8 +223,11 @@ def tokenize_shard(job: PrepareJob, index: int, ids: List[str], tables: Dict[str
     `tables` holds at least this shard's rows of every item's index file.
     """
     final = shard_dir(job.out_dir, index)
-    if (final / "done").exists():
+    provenance = shard_provenance(job, ids, tables)
+    if shard_is_current(job, index, provenance):
         return int((final / "num_examples").read_text())
+    if (final / "done").exists():
+        log.info("%s: made from other inputs (shard size, index files or tokenizers changed); redoing it", final)
     tokenizers = _tokenizers(job)
     items = job.template.items
     contexts = [ReadContext(job.data_dir, tokenizers[it.tokenizer].sample_rate, job.max_seconds) for it in items]
@@ -234,7 +265,7 @@ def tokenize_shard(job: PrepareJob, index: int, ids: List[str], tables: Dict[str
             feats[i] = [r[1] if isinstance(r, tuple) else None for r in results]
     feat_dtypes = [getattr(tokenizers[it.tokenizer], "store_dtype", None) for it in items]
     _write_shard(final, [i for i in ids if i in tokens], tokens, len(items), skips, feats,
-                 [_embed_dim(tokenizers[it.tokenizer]) for it in items], feat_dtypes)
+                 [_embed_dim(tokenizers[it.tokenizer]) for it in items], feat_dtypes, provenance)
     return len(tokens)
 
 
@@ -273,7 +304,7 @@ def _encoder(tok):
 
 def _write_shard(final: Path, kept: List[str], tokens, n_items: int, skips: List[Skip], feats=None,
                  embed_dims: Optional[List[Optional[int]]] = None,
-                 feat_dtypes: Optional[List[Optional[str]]] = None) -> None:
+                 feat_dtypes: Optional[List[Optional[str]]] = None, provenance: str = "") -> None:
     tmp = final.with_name(final.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -292,6 +323,7 @@ def _write_shard(final: Path, kept: List[str], tokens, n_items: int, skips: List
             np.save(tmp / f"item{j}.feat.npy", flat.astype((feat_dtypes or [None] * n_items)[j] or np.float32))
     (tmp / "skipped.txt").write_text("".join(f"{s}\n" for s in skips))
     (tmp / "num_examples").write_text(str(len(kept)))
+    (tmp / "provenance").write_text(provenance + "\n")
     (tmp / "done").touch()
     if final.exists():
         shutil.rmtree(final)
@@ -308,8 +340,8 @@ def run_shards(job: PrepareJob, shards: List[List[str]], tables: Dict[str, Dict[
     def rows(ids):
         return {name: {i: t[i] for i in ids} for name, t in tables.items()}
 
-    todo = [(job, k, ids, rows(ids)) for k, ids in enumerate(shards)
-            if (only is None or k in only) and not (shard_dir(job.out_dir, k) / "done").exists()]
+    todo = [(job, k, ids, rows(ids)) for k, ids in enumerate(shards) if only is None or k in only]
+    todo = [args for args in todo if not shard_is_current(job, args[1], shard_provenance(job, args[2], args[3]))]
     if not todo:
         return
     bar = tqdm(total=len(todo), desc=f"tokenize {job.template.task}", unit="shard")
@@ -340,16 +372,37 @@ def _worker_init() -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
-def merge(job: PrepareJob, shards: List[List[str]], plan_skips: List[Skip]) -> dict:
-    """Write data.json and the full skip report once every shard is done."""
+def merge(job: PrepareJob, shards: List[List[str]], plan_skips: List[Skip],
+          tables: Optional[Dict[str, Dict[str, Entry]]] = None) -> dict:
+    """Write data.json and the full skip report once every shard is done and current.
+
+    Proves that nothing is lost or doubled: every input id is in exactly one shard's output or
+    in the skip report, and in no other shard. `tables` (the plan's index rows) lets it check
+    each shard's provenance too; shard folders beyond the plan (an older, smaller shard size)
+    are removed.
+    """
     missing = [k for k in range(len(shards)) if not (shard_dir(job.out_dir, k) / "done").exists()]
+    if tables is not None:
+        missing += [k for k in range(len(shards)) if k not in missing and not shard_is_current(
+            job, k, shard_provenance(job, shards[k], {n: {i: t[i] for i in shards[k]} for n, t in tables.items()}))]
     if missing:
-        raise RuntimeError(f"{job.out_dir}: shards {missing[:10]} are not done; run them before merging")
+        raise RuntimeError(f"{job.out_dir}: shards {sorted(missing)[:10]} are not done (or were made from other "
+                           "inputs); run them before merging")
+    for stale in sorted((Path(job.out_dir) / "shards").glob("shard_*")):
+        if stale.is_dir() and not stale.name.endswith(".tmp") and int(stale.name.split("_")[1]) >= len(shards):
+            shutil.rmtree(stale)
     lines = [f"{s}\n" for s in plan_skips]
-    entries, total = [], 0
+    entries, total, seen = [], 0, {}
     for k in range(len(shards)):
         d = shard_dir(job.out_dir, k)
-        lines += (d / "skipped.txt").read_text().splitlines(keepends=True)
+        shard_skips = (d / "skipped.txt").read_text().splitlines(keepends=True)
+        lines += shard_skips
+        kept = (d / "ids.txt").read_text().split()
+        check_shard_ids(d, shards[k], kept, {l.split(" ", 2)[1] for l in shard_skips})
+        for i in kept:
+            if i in seen:
+                raise RuntimeError(f"{job.out_dir}: example {i} is in shards {seen[i]} and {k}")
+            seen[i] = k
         n = int((d / "num_examples").read_text())
         entries.append({"path": str(d.relative_to(job.out_dir)), "num_examples": n})
         total += n
@@ -369,6 +422,16 @@ def merge(job: PrepareJob, shards: List[List[str]], plan_skips: List[Skip]) -> d
     tmp.write_text(json.dumps(manifest, indent=2))
     tmp.replace(Path(job.out_dir) / "data.json")
     return manifest
+
+
+def check_shard_ids(d: Path, planned: List[str], kept: List[str], skipped: set) -> None:
+    """A shard holds exactly its planned ids: each kept once or listed as skipped, nothing else."""
+    extra = sorted(set(kept) - set(planned))
+    lost = sorted(set(planned) - set(kept) - skipped)
+    twice = sorted(set(kept) & skipped) + sorted({i for i in kept if kept.count(i) > 1})
+    if extra or lost or twice:
+        raise RuntimeError(f"{d}: holds ids it was not planned for {extra[:5]}, loses {lost[:5]} without a skip "
+                           f"reason, or has {twice[:5]} twice; remove it and re-run")
 
 
 def _tokenizer_summary(job: PrepareJob) -> dict:
@@ -396,7 +459,7 @@ def prepare(job: PrepareJob, nj: int = 1) -> dict:
     n_in = sum(len(s) for s in shards) + len(skips)
     log.info("%s: %d examples, %d skipped at validation, %d shards", job.data_dir, n_in, len(skips), len(shards))
     run_shards(job, shards, tables, nj)
-    manifest = merge(job, shards, skips)
+    manifest = merge(job, shards, skips, tables)
     if manifest["num_examples"] == 0:
         raise RuntimeError(f"{job.data_dir}: no example survived preparation; see {job.out_dir}/skipped.txt")
     return manifest

@@ -113,6 +113,55 @@ def test_kill_and_resume_gives_identical_output(tiny_data_dir, tokenizer_config,
             assert again[k] == snapshot[k], k
 
 
+def _kept_ids(out):
+    ids = []
+    for shard in sorted((out / "shards").iterdir()):
+        ids += (shard / "ids.txt").read_text().split()
+    return ids
+
+
+@pytest.mark.parametrize("sizes", [(4, 3), (2, 4), (3, 2)])
+def test_resume_with_another_shard_size_loses_and_doubles_nothing(tiny_data_dir, tokenizer_config, tmp_path, sizes):
+    """Done shards used to be reused by index alone: 4 -> 3 gave 12 examples (10 unique) and
+    2 -> 4 lost four of 8 without a word. A shard records what it was made from."""
+    first, second = sizes
+    prepare_task("asr", tiny_data_dir, tokenizer_config, tmp_path, shard_size=first)
+    out = prepare_task("asr", tiny_data_dir, tokenizer_config, tmp_path, shard_size=second)
+    ids = _kept_ids(out)
+    assert sorted(ids) == sorted(read_index(tiny_data_dir / "wav.scp")[0])  # all 8, once each
+    manifest = json.loads((out / "data.json").read_text())
+    assert manifest["num_examples"] == 8 and len(manifest["shards"]) == -(-8 // second)
+    assert len(SpeechLMDataset([out / "data.json"], _vocab_of(out, tmp_path))) == 8
+
+
+def _vocab_of(out, tmp_path):
+    run("vocab", "--data_json", out / "data.json", "--out_dir", tmp_path / "vocab_check")
+    return JointVocabulary.load(tmp_path / "vocab_check" / "vocab.json")
+
+
+def test_changed_index_rows_redo_exactly_their_shard(tiny_data_dir, tokenizer_config, tmp_path):
+    out = prepare_task("asr", tiny_data_dir, tokenizer_config, tmp_path, shard_size=3)
+    stamps = {d.name: (d / "item0.npy").stat().st_mtime_ns for d in sorted((out / "shards").iterdir())}
+    text = tiny_data_dir / "text"
+    lines = text.read_text().splitlines()
+    lines[4] = lines[4].split()[0] + " a changed transcript"  # utterance 5 of 8: shard 1
+    text.write_text("\n".join(lines) + "\n")
+    prepare_task("asr", tiny_data_dir, tokenizer_config, tmp_path, shard_size=3)
+    now = {d.name: (d / "item0.npy").stat().st_mtime_ns for d in sorted((out / "shards").iterdir())}
+    assert [k for k in stamps if now[k] != stamps[k]] == ["shard_00001"]
+
+
+def test_merge_refuses_a_shard_that_lost_an_example(tiny_data_dir, tokenizer_config, tmp_path):
+    out = prepare_task("asr", tiny_data_dir, tokenizer_config, tmp_path, shard_size=3)
+    ids_file = out / "shards" / "shard_00001" / "ids.txt"
+    ids_file.write_text("".join(f"{i}\n" for i in ids_file.read_text().split()[:-1]))  # one id gone, no skip
+    job = prep.PrepareJob(tiny_data_dir, load_template("asr"), prep.load_tokenizer_config(tokenizer_config),
+                          tmp_path / "tokenizers", out, shard_size=3)
+    shards, skips, tables = prep.plan(job)
+    with pytest.raises(RuntimeError, match="loses"):
+        prep.merge(job, shards, skips, tables)
+
+
 def test_adding_a_task_keeps_token_ids(tiny_data_dir, tokenizer_config, tmp_path):
     asr = prepare_task("asr", tiny_data_dir, tokenizer_config, tmp_path)
     run("vocab", "--data_json", asr / "data.json", "--out_dir", tmp_path / "vocab")
