@@ -211,7 +211,10 @@ _TOKENIZER_CACHE: dict = {}
 
 
 def _tokenizers(job: PrepareJob) -> dict:
-    key = (str(job.tokenizer_dir), tuple(sorted(job.template.tokenizers)))
+    # keyed by what builds them (dir, names, types, confs), so one process never reuses a
+    # tokenizer built from another config
+    key = (str(job.tokenizer_dir), json.dumps({n: [job.specs[n].type, job.specs[n].conf]
+                                                for n in sorted(job.template.tokenizers)}, sort_keys=True, default=str))
     if key not in _TOKENIZER_CACHE:
         _TOKENIZER_CACHE[key] = {n: load_tokenizer(job.specs[n], job.tokenizer_dir) for n in job.template.tokenizers}
     return _TOKENIZER_CACHE[key]

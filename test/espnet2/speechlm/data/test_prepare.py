@@ -151,6 +151,14 @@ def test_changed_index_rows_redo_exactly_their_shard(tiny_data_dir, tokenizer_co
     assert [k for k in stamps if now[k] != stamps[k]] == ["shard_00001"]
 
 
+def test_tokenizer_cache_is_keyed_by_config(tiny_data_dir, tmp_path):
+    """Two jobs in one process, same tokenizer dir and names, other confs: two tokenizers."""
+    toy = "toy_tokenizers:ToyAudioTokenizer"
+    jobs = [prep.PrepareJob(tiny_data_dir, load_template("audiolm"), {"codec": prep.TokenizerSpec("codec", toy, {
+        "codebook_size": n})}, None, tmp_path / str(n)) for n in (16, 8)]
+    assert [prep._tokenizers(j)["codec"].codebook_size for j in jobs] == [16, 8]
+
+
 def test_merge_refuses_a_shard_that_lost_an_example(tiny_data_dir, tokenizer_config, tmp_path):
     out = prepare_task("asr", tiny_data_dir, tokenizer_config, tmp_path, shard_size=3)
     ids_file = out / "shards" / "shard_00001" / "ids.txt"
