@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet2.bin.cli import user_errors
+
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Share speech-LM models and datasets via the Hugging Face Hub.")
@@ -67,39 +69,36 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@user_errors("speechlm_hub", extra=(RuntimeError, FileExistsError))  # hub failures are the user's to fix
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     from espnet2.speechlm import hub
 
-    try:
-        if args.command == "pack" and args.model_dir is not None:
-            out = hub.pack_model_dir(
-                args.model_dir, args.out_dir, args.results_md, args.name, args.tasks, args.datasets,
-                args.license, args.description, args.repo_id, args.overwrite,
-            )
-        elif args.command == "pack":
-            if args.config is None or args.model_file is None:
-                logging.error("pack needs --model_dir, or --config and --model_file")
-                return 2
-            out = hub.pack_model(
-                args.out_dir, args.config, args.model_file, args.vocab_files, args.tokenizer_dirs,
-                args.task_templates, args.results_md, args.extra_files, args.name, args.tasks,
-                args.datasets, args.license, args.description, args.repo_id, args.overwrite,
-            )
-        elif args.command == "pack_dataset":
-            from espnet2.speechlm.hub.dataset import pack_dataset
+    if args.command == "pack" and args.model_dir is not None:
+        out = hub.pack_model_dir(
+            args.model_dir, args.out_dir, args.results_md, args.name, args.tasks, args.datasets,
+            args.license, args.description, args.repo_id, args.overwrite,
+        )
+    elif args.command == "pack":
+        if args.config is None or args.model_file is None:
+            logging.error("pack needs --model_dir, or --config and --model_file")
+            return 2
+        out = hub.pack_model(
+            args.out_dir, args.config, args.model_file, args.vocab_files, args.tokenizer_dirs,
+            args.task_templates, args.results_md, args.extra_files, args.name, args.tasks,
+            args.datasets, args.license, args.description, args.repo_id, args.overwrite,
+        )
+    elif args.command == "pack_dataset":
+        from espnet2.speechlm.hub.dataset import pack_dataset
 
-            out = pack_dataset(args.data_json, args.out_dir, args.vocab_dir)
-        elif args.command in ("upload", "upload_dataset"):
-            fn = hub.upload_folder if args.command == "upload" else hub.upload_dataset
-            out = fn(args.local_dir, args.repo_id, private=args.private, commit_message=args.commit_message)
-        else:
-            fn = hub.download_model if args.command == "download" else hub.download_dataset
-            out = fn(args.repo_id_or_local_dir, revision=args.revision, out_dir=args.out_dir, local_files_only=args.local_files_only)
-    except (RuntimeError, FileNotFoundError, FileExistsError) as e:
-        logging.error("%s", e)
-        return 1
+        out = pack_dataset(args.data_json, args.out_dir, args.vocab_dir)
+    elif args.command in ("upload", "upload_dataset"):
+        fn = hub.upload_folder if args.command == "upload" else hub.upload_dataset
+        out = fn(args.local_dir, args.repo_id, private=args.private, commit_message=args.commit_message)
+    else:
+        fn = hub.download_model if args.command == "download" else hub.download_dataset
+        out = fn(args.repo_id_or_local_dir, revision=args.revision, out_dir=args.out_dir, local_files_only=args.local_files_only)
     print(out)
     return 0
 

@@ -28,6 +28,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from espnet2.bin.cli import user_errors
 from espnet2.speechlm.data.dataset import SpeechLMDataset, collate_feats
 from espnet2.speechlm.data.prepare import TokenizerSpec, load_tokenizer
 from espnet2.speechlm.inference.masking import ModalityTable
@@ -190,6 +191,7 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@user_errors("speechlm_inference")
 def main(argv: Optional[List[str]] = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run(get_parser().parse_args(argv))

@@ -29,6 +29,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet2.bin.cli import user_errors
+
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -132,6 +134,7 @@ def topline_main(argv: List[str]) -> int:
 SUBCOMMANDS = {"resynth": resynth_main, "topline": topline_main}
 
 
+@user_errors("speechlm_score")
 def main(argv: Optional[List[str]] = None) -> int:
     if argv is None:
         argv = sys.argv[1:]

@@ -38,6 +38,8 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from espnet2.bin.cli import user_errors
+
 log = logging.getLogger("speechlm_train")
 
 
@@ -275,6 +277,7 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
     return summary
 
 
+@user_errors("speechlm_train")
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     from espnet2.speechlm.train import distributed as D

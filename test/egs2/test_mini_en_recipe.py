@@ -163,6 +163,25 @@ def test_inference_from_the_packed_folder(recipe, tmp_path):
     assert len((tmp_path / "dec" / "token").read_text().splitlines()) == NUM_TEST
 
 
+def test_changed_sample_rate_redoes_formatting_and_tokenization(recipe):
+    """Stage 1 and 2 markers used to record no inputs (a new --fs was ignored) and stage 5 did
+    not look at the audio it reads. Restoring --fs gives the same audio, tokens and vocabulary,
+    so the trained model stays valid for the tests after this one."""
+    vocab = recipe / "dump" / "vocab" / "vocab.json"
+    before = vocab.read_text()
+    low = run_stages(recipe, "--fs", "8000", "--stage", "1", "--stop_stage", "5")
+    assert low.returncode == 0, low.stderr[-3000:]
+    assert "skip stage 1: data preparation (done" in low.stderr
+    assert "redo stage 2: format train: its inputs changed" in low.stderr
+    assert "redo stage 5: tokenize asr/train: its inputs changed" in low.stderr
+    assert "fs: 8000" in (recipe / "dump" / "audio" / "train" / "format_audio.yaml").read_text()
+    back = run_stages(recipe, "--stage", "2", "--stop_stage", "8")
+    assert back.returncode == 0, back.stderr[-3000:]
+    assert "redo stage 2: format train" in back.stderr and "redo stage 5: tokenize asr/train" in back.stderr
+    assert vocab.read_text() == before
+    assert "skip stage 8: training (done" in back.stderr
+
+
 def test_changed_task_list_redoes_what_depends_on_it(recipe):
     """Markers hold their inputs: dropping a task redoes the vocabulary and statistics but
     re-tokenizes nothing; stage 6 extends an existing vocabulary (ids stay stable), so

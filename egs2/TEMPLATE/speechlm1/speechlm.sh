@@ -145,20 +145,24 @@ run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
 
 all_sets="${train_set} ${valid_set} ${test_sets}"
 
-if run_stage 1 && done_or_run stage1 "stage 1: data preparation"; then
+# stage 1 depends on its options and script; stage 2 on the index files it reads and --fs;
+# stage 5 (below) also on the audio stage 2 wrote
+if run_stage 1; then prep_inputs="opts: ${local_data_opts}; script: $(fingerprint local/data.sh)"; fi
+if run_stage 1 && done_or_run stage1 "stage 1: data preparation" "${prep_inputs}"; then
     log "stage 1: local/data.sh ${local_data_opts}"
     # shellcheck disable=SC2086
     local/data.sh ${local_data_opts}
-    mark stage1
+    mark stage1 "${prep_inputs}"
 fi
 
 if run_stage 2; then
     for dset in ${all_sets}; do
-        done_or_run "stage2_${dset}" "stage 2: format ${dset}" || continue
+        fmt_inputs="fs: ${fs}; data: $(fingerprint "data/${dset}")"
+        done_or_run "stage2_${dset}" "stage 2: format ${dset}" "${fmt_inputs}" || continue
         log "stage 2: audio formatting of data/${dset} -> ${dumpdir}/audio/${dset} (fs=${fs})"
         ${python} -m espnet2.bin.speechlm_format_audio --in_dir "data/${dset}" \
             --out_dir "${dumpdir}/audio/${dset}" --fs "${fs}" --nj "${nj}"
-        mark "stage2_${dset}"
+        mark "stage2_${dset}" "${fmt_inputs}"
     done
 fi
 
@@ -178,7 +182,8 @@ if run_stage 5; then
     for t in ${tasks}; do
         for dset in ${all_sets}; do
             key="$(task_key "${t}")"
-            tok5_inputs="configs: $(fingerprint "${tokenizer_config}" "${task_dir}"); max_seconds: ${max_seconds}"
+            tok5_inputs="configs: $(fingerprint "${tokenizer_config}" "${task_dir}"); max_seconds: ${max_seconds}; audio: $(
+                fingerprint "${dumpdir}/audio/${dset}")"
             done_or_run "stage5_${key}_${dset}" "stage 5: tokenize ${key}/${dset}" "${tok5_inputs}" || continue
             out="${dumpdir}/${key}/${dset}"
             if [ "${redo}" = 1 ]; then
@@ -261,7 +266,7 @@ if run_stage 8 && done_or_run stage8 "stage 8: training" "${train_inputs}"; then
         fi
         unmark stage8
     fi
-    log "stage 8: training -> ${exp}/train (log: ${exp}/train/train.log)"
+    log "stage 8: training -> ${exp}/train (logs: ${exp}/train/log/*.jsonl, TensorBoard: ${exp}/train/tensorboard, plots: ${exp}/train/images)"
     mkdir -p "${exp}/train"
     # shellcheck disable=SC2046
     ${python} -m espnet2.bin.speechlm_train --train_config "${train_config}" \

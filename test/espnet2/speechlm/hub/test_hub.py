@@ -123,7 +123,9 @@ def test_cli_pack_and_download(tmp_path, exp, capsys):
     assert rc == 0 and hub.read_meta(out)["name"] == "demo"
     assert speechlm_hub.main(["download", str(out)]) == 0
     assert capsys.readouterr().out.strip().endswith(str(out))
-    assert speechlm_hub.main(["download", "org/not-cached", "--local_files_only"]) == 1
+    with pytest.raises(SystemExit) as e:
+        speechlm_hub.main(["download", "org/not-cached", "--local_files_only"])
+    assert e.value.code == 1 and "speechlm_hub: error: could not get model 'org/not-cached'" in capsys.readouterr().err
 
 
 def test_pack_exported_model_dir_keeps_layout(tmp_path, exp):

@@ -84,4 +84,4 @@ def test_cli_help_and_config_error_before_launch(tmp_path, capsys):
     bad = write(tmp_path, "optim: {lrr: 1}\n")
     with pytest.raises(ConfigError, match=r"optim\.lrr"):
         speechlm_train.main(["--train_config", str(bad), "--train_data_json", "x.json", "--vocab", "v",
-                             "--output_dir", str(tmp_path / "exp")])
+                             "--output_dir", str(tmp_path / "exp"), "--verbose"])  # the exception itself

@@ -84,4 +84,4 @@ def test_cli_hostfile_launches_the_built_command(tmp_path, monkeypatch):
     bad = hostfile(tmp_path, "node1\n")
     with pytest.raises(L.HostfileError, match="expected 'HOST slots=N'"):
         speechlm_train.main(["--hostfile", str(bad), "--train_data_json", "x.json", "--vocab", "v",
-                             "--output_dir", str(tmp_path / "exp")])
+                             "--output_dir", str(tmp_path / "exp"), "--verbose"])
