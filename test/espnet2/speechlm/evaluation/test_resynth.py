@@ -151,4 +151,4 @@ def test_cli(recipe, tmp_path, capsys):
     conf.write_text(yaml.safe_dump([{"name": "si_snr", "use_versa": False}, {"name": "tts_wer", "recognizer": "pocketsphinx"}]))
     with pytest.raises(FileNotFoundError, match="no trained tokenizer 'codec'"):
         speechlm_score.main(["topline", "--data_json", str(data_json), "--cache_dir", str(tmp_path / "c"),
-                             "--score_config", str(conf), "--task", "tts", "--tokenizer_dir", str(tmp_path)])
+                             "--score_config", str(conf), "--task", "tts", "--tokenizer_dir", str(tmp_path), "--verbose"])
