@@ -34,6 +34,8 @@ import soxr
 import yaml
 from tqdm import tqdm
 
+from espnet2.bin.cli import user_errors
+from espnet2.speechlm.data.index import read_index as read_kaldi_index
 from espnet2.speechlm.data.readers import truncation_reason
 
 # Files copied as is (not keyed by utterance).
@@ -61,21 +63,11 @@ class Drop:
 
 
 def read_index(path: Path, drops: List[Drop]) -> Dict[str, Entry]:
-    """Parse ``key value`` lines; duplicates and blank keys are reported."""
-    entries: Dict[str, Entry] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            parts = line.strip().split(maxsplit=1)
-            key, value = parts[0], parts[1] if len(parts) > 1 else ""
-            where = f"{path}:{lineno}"
-            if key in entries:
-                drops.append(Drop(where, key, f"duplicate id (first at {entries[key].where})"))
-                continue
-            entries[key] = Entry(key, value, where)
-    return entries
+    """The toolkit's one index reader (`data.index.read_index`, empty values kept for the
+    checks below); a repeated id keeps its first line and the others become drops."""
+    rows, skips = read_kaldi_index(path, keep_empty=True)
+    drops.extend(Drop(f"{s.file}:{s.line}", s.example_id, s.reason) for s in skips)
+    return {k: Entry(k, e.content, f"{path}:{e.line}") for k, e in rows.items()}
 
 
 def out_name(key: str) -> str:
@@ -214,6 +206,7 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@user_errors("speechlm_format_audio")
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, int]:
     args = get_parser().parse_args(argv)
     in_dir, out_dir = args.in_dir, args.out_dir

@@ -33,8 +33,17 @@ class Skip:
         return f"{self.file}:{self.line} {self.example_id} {self.reason}"
 
 
-def read_index(path: Path) -> Tuple[Dict[str, Entry], List[Skip]]:
-    """Return {id: Entry} and skips (empty content). Duplicate ids and bad UTF-8 are fatal."""
+DUPLICATE = "duplicate id"
+
+
+def read_index(path: Path, keep_empty: bool = False) -> Tuple[Dict[str, Entry], List[Skip]]:
+    """The one reader of Kaldi-style `id content` files (stages 2 and 5, scoring).
+
+    Returns {id: Entry} and the lines it did not keep, each with a reason: an id given again
+    (the first line is used: "duplicate id (first on line N)"), and an id with no content
+    unless `keep_empty` (an empty hypothesis is a valid output). A file that is not UTF-8 is
+    an IndexFileError naming the line: every line after it would be suspect too.
+    """
     path = Path(path)
     if not path.is_file():
         raise IndexFileError(f"{path}: index file not found")
@@ -52,9 +61,10 @@ def read_index(path: Path) -> Tuple[Dict[str, Entry], List[Skip]]:
             example_id = parts[0]
             content = parts[1].strip() if len(parts) > 1 else ""
             if example_id in entries:
-                first = entries[example_id].line
-                raise IndexFileError(f"{path}:{lineno}: duplicate id {example_id!r} (first on line {first})")
-            if not content:
+                skips.append(Skip(example_id, str(path), lineno,
+                                  f"{DUPLICATE} (first on line {entries[example_id].line}, which is used)"))
+                continue
+            if not content and not keep_empty:
                 skips.append(Skip(example_id, str(path), lineno, "empty content"))
                 continue
             entries[example_id] = Entry(content, lineno)
@@ -83,7 +93,7 @@ def join_items(data_dir: Path, names: List[str]) -> Tuple[List[str], Dict[str, D
     for name in names:
         tables[name], item_skips = read_index(data_dir / name)
         skips.extend(item_skips)
-    skipped_ids = {s.example_id for s in skips}
+    skipped_ids = {s.example_id for s in skips if not s.reason.startswith(DUPLICATE)}  # a duplicate's first line stays
     all_ids = set().union(*(t.keys() for t in tables.values())) - skipped_ids
     kept = []
     for example_id in sorted(all_ids):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import re
 import subprocess
 from pathlib import Path
@@ -10,22 +11,24 @@ from typing import Dict, Mapping, Tuple
 
 import numpy as np
 
+from espnet2.speechlm.data.index import read_index as read_kaldi_index
 from espnet2.speechlm.evaluation.base import Audio
+
+log = logging.getLogger(__name__)
 
 _ARK_OFFSET = re.compile(r".+\.ark:\d+$")
 
 
 def read_index(path: Path) -> Dict[str, str]:
-    """``utt-id value`` lines -> ordered dict; an id with no value maps to ''."""
-    entries: Dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            parts = line.split(maxsplit=1)
-            entries[parts[0]] = parts[1].strip() if len(parts) > 1 else ""
-    return entries
+    """``utt-id value`` lines -> ordered dict; an id with no value maps to '' (an empty hypothesis).
+
+    The toolkit's one index reader (`data.index.read_index`): bad UTF-8 is an error naming the
+    line, a repeated id keeps its first line and is logged.
+    """
+    entries, skips = read_kaldi_index(path, keep_empty=True)
+    for s in skips:
+        log.warning("%s", s)
+    return {k: e.content for k, e in entries.items()}
 
 
 def parse_logprob(value: str) -> Tuple[float, int]:

@@ -152,3 +152,14 @@ def test_truncated_wav_is_dropped_not_shortened(tmp_path: Path) -> None:
     (where, key, reason), = [line.split(" ", 2) for line in (out / "dropped.txt").read_text().splitlines()]
     assert (where, key) == (f"{d / 'wav.scp'}:2", "u_cut")
     assert reason.startswith("truncated audio (the header promises 3200 frames, the file holds 2200")
+
+
+def test_latin1_byte_in_text_is_one_clear_error(messy_dir: Path, tmp_path: Path, capsys) -> None:
+    """It used to crash stage 2 with a raw UnicodeDecodeError; stage 5's message, from the same reader."""
+    text = messy_dir / "text"
+    text.write_bytes(text.read_bytes() + "spkA_b caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(SystemExit) as e:
+        main(["--in_dir", str(messy_dir), "--out_dir", str(tmp_path / "out"), "--fs", str(FS), "--nj", "1"])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert f"{text}:10: not valid UTF-8" in err and "Traceback" not in err

@@ -75,12 +75,17 @@ def test_bad_input_is_reported_not_lost(tiny_data_dir, tokenizer_config, tmp_pat
     assert "missing in text" in skipped[ids[-1]]
 
 
-def test_duplicate_id_and_bad_utf8_are_fatal_with_location(tiny_data_dir):
+def test_duplicate_id_is_a_listed_skip_and_bad_utf8_is_fatal_with_location(tiny_data_dir, tokenizer_config, tmp_path):
+    """One policy everywhere (stage 2 too): a repeated id keeps its first line, the repeat is listed."""
     text = tiny_data_dir / "text"
     first = text.read_text().splitlines()[0]
-    text.write_text(text.read_text() + first + "\n")
-    with pytest.raises(IndexFileError, match=r"text:9: duplicate id 'spk0_utt00' \(first on line 1\)"):
-        read_index(text)
+    text.write_text(text.read_text() + first.split()[0] + " another transcript\n")
+    entries, skips = read_index(text)
+    assert entries["spk0_utt00"].content == first.split(maxsplit=1)[1]
+    assert [str(s) for s in skips] == [f"{text}:9 spk0_utt00 duplicate id (first on line 1, which is used)"]
+    out = prepare_task("asr", tiny_data_dir, tokenizer_config, tmp_path)
+    assert "spk0_utt00" in _kept_ids(out) and len(_kept_ids(out)) == 8
+    assert "text:9 spk0_utt00 duplicate id" in (out / "skipped.txt").read_text()
     text.write_bytes(b"a hello\nb \xff\xfe\n")
     with pytest.raises(IndexFileError, match=r"text:2: not valid UTF-8"):
         read_index(text)
