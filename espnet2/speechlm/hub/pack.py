@@ -25,6 +25,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 import yaml
 
+from espnet2.speechlm.file_modes import as_regular_file
 from espnet2.speechlm.hub.card import render_model_card
 
 FORMAT_VERSION = 1
@@ -52,6 +53,7 @@ def _write_weights(src: Path, dst: Path) -> int:
             state = state["model"]  # full training checkpoint
         tensors = {k: v.detach().clone().contiguous() for k, v in state.items() if hasattr(v, "detach")}
         save_file(tensors, str(dst), metadata={"format": "pt"})
+    as_regular_file(dst)
     return _count_params(dst)
 
 

@@ -98,11 +98,14 @@ def save_pretrained(model: AbsMultiStreamLM, out_dir, config_dict: Optional[dict
     """Write model.safetensors + config.json ({"model": builder args, **config_dict})."""
     from safetensors.torch import save_model
 
+    from espnet2.speechlm.file_modes import as_regular_file
+
     if not hasattr(model, "build_config"):
         raise ValueError("save_pretrained needs a model made by build_speechlm (no build_config)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_model(model, str(out / "model.safetensors"))
+    as_regular_file(out / "model.safetensors")
     config = {"format": FORMAT, "model": model.build_config, **(config_dict or {})}
     (out / "config.json").write_text(json.dumps(config, indent=2))
     return out

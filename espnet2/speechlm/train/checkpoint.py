@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from espnet2.speechlm.file_modes import as_regular_file
 from espnet2.speechlm.train import distributed as D
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ def save_safetensors(state: Dict[str, torch.Tensor], path: Path, metadata: Optio
     """Save a state dict; shared (tied) tensors are written as separate copies."""
     plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
     save_file(plain, str(path), metadata=metadata)
+    as_regular_file(path)
 
 
 def write_manifest(ckpt_dir: Path, info: Dict[str, Any], checksums: bool) -> None:
