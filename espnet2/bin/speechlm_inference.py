@@ -176,6 +176,10 @@ def write_hypothesis(out: OutputWriter, example_id: str, rank: int, rows: np.nda
             decoded = tokenizer.detokenize(tokens)
         except NotImplementedError:
             decoded = None
+        except ValueError as e:  # e.g. a codec id its codec cannot decode: this utterance fails, not the set
+            log.warning("%s: detokenize failed: %s", example_id, e)
+            out.write_failure(example_id, f"detokenize failed ({e})")
+            return
     out.write(example_id, rank, decoded, tokenizer.sample_rate, tokens)
 
 

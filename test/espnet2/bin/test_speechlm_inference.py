@@ -122,3 +122,29 @@ def test_out_of_range_hypothesis_is_listed_as_failed(tmp_path):
     assert (tmp_path / "token").read_text() == "ok 0 1\n"
     failed = (tmp_path / "failed").read_text()
     assert failed.startswith("bad out-of-range token (frame 1 stream 0: id ") and "'text'" in failed
+
+
+def test_detokenize_failure_is_listed_and_the_set_goes_on(tmp_path):
+    """A tokenizer refusing one hypothesis (a codec id it cannot decode) used to abort the set."""
+    import numpy as np
+
+    from espnet2.speechlm.inference.outputs import OutputWriter
+
+    vocab = JointVocabulary()
+    vocab.add_tokenizer("text", "char", 10, 1)
+    lo = vocab.range("text").stream_range(0)[0]
+
+    class Picky:
+        sample_rate = None
+
+        def detokenize(self, tokens):
+            if int(tokens[0, 0]) == 3:
+                raise ValueError("id 3 has no entry in this codebook")
+            return "".join(chr(97 + int(t)) for t in tokens[:, 0])
+
+    out = OutputWriter(tmp_path)
+    for i, first in enumerate([0, 3, 1]):
+        speechlm_inference.write_hypothesis(out, f"u{i}", 0, np.array([[lo + first], [lo + 1]]), vocab, "text", Picky())
+    out.close()
+    assert (tmp_path / "text").read_text() == "u0 ab\nu2 bb\n"
+    assert (tmp_path / "failed").read_text() == "u1 detokenize failed (id 3 has no entry in this codebook)\n"
