@@ -58,6 +58,17 @@ class TokenizerRange:
     offset: int
     codebook_size: int
     n_streams: int
+    # ids stream k really uses, when streams differ (codec_ssl: SSL units + codec codes);
+    # None: every stream uses all codebook_size ids. The layout (stream_range) stays uniform.
+    stream_sizes: Optional[List[int]] = None
+
+    def __post_init__(self):
+        if self.stream_sizes is not None:
+            self.stream_sizes = [int(n) for n in self.stream_sizes]
+            if len(self.stream_sizes) != self.n_streams or not all(
+                    0 < n <= self.codebook_size for n in self.stream_sizes):
+                raise ValueError(f"tokenizer {self.name!r}: stream_sizes {self.stream_sizes} must give "
+                                 f"{self.n_streams} sizes in 1..{self.codebook_size}")
 
     @property
     def size(self) -> int:
@@ -66,6 +77,14 @@ class TokenizerRange:
     def stream_range(self, k: int) -> tuple[int, int]:
         lo = self.offset + k * self.codebook_size
         return lo, lo + self.codebook_size
+
+    def stream_size(self, k: int) -> int:
+        return self.codebook_size if self.stream_sizes is None else self.stream_sizes[k]
+
+    def used_range(self, k: int) -> tuple[int, int]:
+        """The ids stream k can hold: the head and the modality mask allow only these."""
+        lo = self.offset + k * self.codebook_size
+        return lo, lo + self.stream_size(k)
 
 
 @dataclass
@@ -80,11 +99,17 @@ class JointVocabulary:
             self.tasks[task] = KNOWN_TASKS.get(task) or self._free_slot(TASK_BLOCK, "task")
         return self.tasks[task]
 
-    def add_tokenizer(self, name: str, type_: str, codebook_size: int, n_streams: int) -> TokenizerRange:
+    def add_tokenizer(self, name: str, type_: str, codebook_size: int, n_streams: int,
+                      stream_sizes: Optional[List[int]] = None) -> TokenizerRange:
         """Add a tokenizer range and its indicator; an existing one must match exactly."""
         if name in self.indicators and self.has_range(name):
             old = self.range(name)
-            if (old.codebook_size, old.n_streams) != (codebook_size, n_streams):
+            if old.stream_sizes is None and stream_sizes is not None and (old.codebook_size, old.n_streams) == (
+                    codebook_size, n_streams):  # a vocabulary from before stream sizes: same ids, now bounded
+                old.stream_sizes = [int(n) for n in stream_sizes]
+                old.__post_init__()
+            if (old.codebook_size, old.n_streams, old.stream_sizes) != (
+                    codebook_size, n_streams, None if stream_sizes is None else [int(n) for n in stream_sizes]):
                 raise ValueError(
                     f"tokenizer {name!r} changed shape: vocabulary has "
                     f"{old.codebook_size}x{old.n_streams}, new is {codebook_size}x{n_streams}; "
@@ -92,7 +117,7 @@ class JointVocabulary:
                 )
             return old
         self.indicators[name] = KNOWN_INDICATORS.get(name) or self._free_slot(INDICATOR_BLOCK, "indicator")
-        rng = TokenizerRange(name, type_, self.size, codebook_size, n_streams)
+        rng = TokenizerRange(name, type_, self.size, codebook_size, n_streams, stream_sizes)
         self.ranges.append(rng)
         return rng
 
@@ -166,7 +191,8 @@ class JointVocabulary:
             "specials": {"pad": PAD, "unk": UNK, "sos_eos": SOS_EOS},
             "indicators": self.indicators,
             "tasks": self.tasks,
-            "ranges": [asdict(r) for r in self.ranges],
+            "ranges": [{k: v for k, v in asdict(r).items() if k != "stream_sizes" or v is not None}
+                       for r in self.ranges],
         }
 
     @classmethod

@@ -450,6 +450,8 @@ def _tokenizer_summary(job: PrepareJob) -> dict:
             "frame_rate": tok.frame_rate,
             "sample_rate": tok.sample_rate,
         }
+        if getattr(tok, "stream_codebook_sizes", None) is not None:  # streams of different sizes (codec_ssl)
+            out[name]["stream_sizes"] = [int(n) for n in tok.stream_codebook_sizes]
         if _embed_dim(tok) is not None:  # continuous item: features beside the placeholder tokens
             out[name]["embed_dim"] = _embed_dim(tok)
     return out

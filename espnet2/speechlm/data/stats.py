@@ -24,7 +24,7 @@ def build_vocab(data_jsons: Sequence[Path], out_dir: Path) -> JointVocabulary:
         vocab.add_task(meta["task"])
         for name in sorted(meta["tokenizers"]):
             info = meta["tokenizers"][name]
-            vocab.add_tokenizer(name, info["type"], info["codebook_size"], info["n_streams"])
+            vocab.add_tokenizer(name, info["type"], info["codebook_size"], info["n_streams"], info.get("stream_sizes"))
             if name not in strings:
                 strings[name] = _token_strings(name, info)
     vocab.save(out_dir, strings)

@@ -51,10 +51,10 @@ class ModalityTable:
         streamk[:, :, PAD] = True  # default for every stream >= 1: PAD only
         for r, rng in enumerate(vocab.ranges):
             token_range[rng.offset: rng.offset + rng.size] = r
-            lo, hi = rng.stream_range(0)
+            lo, hi = rng.used_range(0)
             stream0[r, lo:hi] = True
             for k in range(1, min(rng.n_streams, nq)):
-                lo, hi = rng.stream_range(k)
+                lo, hi = rng.used_range(k)
                 streamk[r, k] = False
                 streamk[r, k, lo:hi] = True
         streamk[:, 0] = False  # stream 0 is governed by `stream0`, never by this table

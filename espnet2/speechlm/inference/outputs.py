@@ -28,10 +28,11 @@ def target_tokens(vocab: JointVocabulary, name: str, rows: np.ndarray) -> np.nda
     opens = np.isin(rows[:, 0], list(vocab.indicators.values()))
     rows = rows[: int(np.argmax(opens)) if opens.any() else len(rows)]
     local = vocab.to_local(name, rows[:, : r.n_streams])
-    bad = (local < 0) | (local >= r.codebook_size)
+    sizes = np.array([r.stream_size(k) for k in range(r.n_streams)])
+    bad = (local < 0) | (local >= sizes)
     if bad.any():
         t, k = (int(x) for x in np.argwhere(bad)[0])
-        lo, hi = r.stream_range(k)
+        lo, hi = r.used_range(k)
         raise OutOfRangeToken(f"frame {t} stream {k}: id {int(rows[t, k])} is outside tokenizer {name!r} "
                               f"(its stream {k} ids are {lo}..{hi - 1})")
     extra = rows[:, r.n_streams :] != PAD

@@ -38,9 +38,9 @@ def merge_ranges(ranges: Sequence[Sequence[int]]) -> List[List[int]]:
 def vocab_head_ranges(vocab: JointVocabulary, n_streams: Optional[int] = None) -> HeadRanges:
     """The ids each stream can hold under `vocab` (see the module docstring)."""
     nq = n_streams or vocab.max_streams
-    heads = [[[0, N_SPECIAL]] + [list(r.stream_range(0)) for r in vocab.ranges]]
+    heads = [[[0, N_SPECIAL]] + [list(r.used_range(0)) for r in vocab.ranges]]
     for k in range(1, nq):
-        heads.append([[PAD, PAD + 1]] + [list(r.stream_range(k)) for r in vocab.ranges if r.n_streams > k])
+        heads.append([[PAD, PAD + 1]] + [list(r.used_range(k)) for r in vocab.ranges if r.n_streams > k])
     return [merge_ranges(h) for h in heads]
 
 

@@ -13,7 +13,9 @@ SSL frame by time, round(j * r_s / r_c), clipped to the SSL sequence. Both grids
 start at t = 0; a backend's sub-frame offset (e.g. half a conv window) is ignored.
 
 Codebooks: the joint vocabulary gives every stream of a tokenizer the same
-`codebook_size` ids, so this tokenizer reports max(ssl, codec) codebook sizes.
+`codebook_size` ids, so this tokenizer reports max(ssl, codec) codebook sizes, and
+`stream_codebook_sizes` (ssl, codec, ..., codec): the vocabulary keeps them as the range's
+`stream_sizes`, so no head or modality mask lets a stream emit an id it does not have.
 Stream 0 keeps the SSL tokenizer's local ids [0, ssl.codebook_size) and streams
 1..n the codec's local ids [0, codec.codebook_size); ids above a stream's own size
 never occur in prepared data (and the codec rejects them at decoding).
@@ -93,6 +95,8 @@ class CodecSSLTokenizer(AbsTokenizer):
         self.ssl, self.codec = ssl, codec
         self.n_streams = 1 + codec.n_streams
         self.codebook_size = max(ssl.codebook_size, codec.codebook_size)
+        # what each stream really holds: the vocabulary's heads and masks allow only these ids
+        self.stream_codebook_sizes = [ssl.codebook_size] + [codec.codebook_size] * codec.n_streams
         self.frame_rate = codec.frame_rate
         self.sample_rate = codec.sample_rate
 

@@ -276,3 +276,25 @@ def test_codec_ssl_asr_template_prepares(tiny_data_dir, tmp_path):
     ds = SpeechLMDataset([out / "data.json"], vocab)
     assert len(ds) == 8 and ds[0]["seq"].shape[1] == 3
     assert "codec_ssl:0:u0" in Path(tmp_path / "vocab" / "vocab.txt").read_text()
+
+    # each stream gets its own ids: the codec streams cannot emit ids their codec lacks
+    from espnet2.speechlm.inference import ModalityTable
+    from espnet2.speechlm.inference.outputs import OutOfRangeToken, target_tokens
+    from espnet2.speechlm.models.heads import vocab_head_ranges
+
+    r = vocab.range("codec_ssl")
+    sizes = [SSL["conf"]["codebook_size"]] + [CODEC["conf"]["codebook_size"]] * 2
+    assert summary["stream_sizes"] == sizes == r.stream_sizes and max(sizes) > min(sizes)
+    heads = vocab_head_ranges(vocab)
+    table = ModalityTable.from_vocab(vocab)
+    for k, n in enumerate(sizes):
+        lo = r.stream_range(k)[0]
+        covered = {i for a, b in heads[k] for i in range(a, b)}
+        assert sum(i in covered for i in range(lo, lo + r.codebook_size)) == n  # this stream's head: its n ids
+        allowed = table.stream0[vocab.ranges.index(r)] if k == 0 else table.streamk[vocab.ranges.index(r), k]
+        assert int(allowed[lo: lo + r.codebook_size].sum()) == n
+    small = int(np.argmin(sizes))
+    rows = vocab.to_global("codec_ssl", np.zeros((2, 3), dtype=np.int64))
+    rows[1, small] += sizes[small]  # the first id past that stream's own size
+    with pytest.raises(OutOfRangeToken, match=f"stream {small}"):
+        target_tokens(vocab, "codec_ssl", rows)
