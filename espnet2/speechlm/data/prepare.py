@@ -182,6 +182,8 @@ def shard_provenance(job: PrepareJob, ids: List[str], tables: Dict[str, Dict[str
         rows = tables[it.name]
         h.update(f"\0{it.name}\0".encode())
         h.update("".join(f"{i} {rows[i].content}\n" for i in ids).encode())
+        if it.reader == "audio":  # the files behind the paths: rewritten audio (another --fs) changes them
+            h.update("".join(f"{i} {_file_stamp(rows[i].content, job.data_dir)}\n" for i in ids).encode())
     for name in sorted(job.template.tokenizers):
         spec = job.specs[name]
         h.update(json.dumps({"name": name, "type": spec.type, "conf": spec.conf}, sort_keys=True, default=str).encode())
@@ -191,6 +193,17 @@ def shard_provenance(job: PrepareJob, ids: List[str], tables: Dict[str, Dict[str
                 h.update(f"\0{f.relative_to(trained)}\0".encode())
                 h.update(f.read_bytes())
     return h.hexdigest()
+
+
+def _file_stamp(path: str, data_dir: Path) -> str:
+    """Size and modification time of an audio file (a stat, not a read); '-' for a command or archive."""
+    for p in (Path(path), Path(data_dir) / path):
+        try:
+            st = p.stat()
+            return f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            continue
+    return "-"
 
 
 def shard_is_current(job: PrepareJob, index: int, provenance: str) -> bool:

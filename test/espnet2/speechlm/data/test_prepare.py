@@ -164,6 +164,20 @@ def test_tokenizer_cache_is_keyed_by_config(tiny_data_dir, tmp_path):
     assert [prep._tokenizers(j)["codec"].codebook_size for j in jobs] == [16, 8]
 
 
+def test_rewritten_audio_redoes_its_shard(tiny_data_dir, tokenizer_config, tmp_path):
+    """Same wav.scp paths, new audio behind them (stage 2 re-run with another --fs): not reused."""
+    import os
+
+    out = prepare_task("asr", tiny_data_dir, tokenizer_config, tmp_path, shard_size=3)
+    stamps = {d.name: (d / "item0.npy").stat().st_mtime_ns for d in sorted((out / "shards").iterdir())}
+    wav = read_index(tiny_data_dir / "wav.scp")[0]["spk0_utt00"].content  # shard 0
+    st = os.stat(wav)
+    os.utime(wav, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    prepare_task("asr", tiny_data_dir, tokenizer_config, tmp_path, shard_size=3)
+    now = {d.name: (d / "item0.npy").stat().st_mtime_ns for d in sorted((out / "shards").iterdir())}
+    assert [k for k in stamps if now[k] != stamps[k]] == ["shard_00000"]
+
+
 def test_merge_refuses_a_shard_that_lost_an_example(tiny_data_dir, tokenizer_config, tmp_path):
     out = prepare_task("asr", tiny_data_dir, tokenizer_config, tmp_path, shard_size=3)
     ids_file = out / "shards" / "shard_00001" / "ids.txt"
