@@ -98,8 +98,22 @@ def test_tasks_of_the_model_and_builtin_tasks_are_known(tmp_path):
     assert speechlm_inference.task_settings(str(conf), "kws", {})[0].method == "beam"
 
 
-def test_out_of_range_hypothesis_is_listed_as_failed(tmp_path):
-    """The hypothesis is not written clipped or cut: its id goes to `failed` with the reason."""
+class _Chars:
+    """A character tokenizer over ids 0..9 (a..j) that refuses the ids in `refuse`."""
+
+    sample_rate = None
+
+    def __init__(self, refuse=()):
+        self.refuse = set(refuse)
+
+    def detokenize(self, tokens):
+        if int(tokens[0, 0]) in self.refuse:
+            raise ValueError(f"id {int(tokens[0, 0])} has no entry in this codebook")
+        return "".join(chr(97 + int(t)) for t in tokens[:, 0])
+
+
+def _write_all(tmp_path, hyps, tokenizer):
+    """hyps: {id: local ids of a one-stream text hypothesis} -> the decode folder after writing them."""
     import numpy as np
 
     from espnet2.speechlm.inference.outputs import OutputWriter
@@ -107,44 +121,24 @@ def test_out_of_range_hypothesis_is_listed_as_failed(tmp_path):
     vocab = JointVocabulary()
     vocab.add_tokenizer("text", "char", 10, 1)
     lo = vocab.range("text").stream_range(0)[0]
-
-    class Chars:
-        sample_rate = None
-
-        def detokenize(self, tokens):
-            return "".join(chr(97 + int(t)) for t in tokens[:, 0])
-
     out = OutputWriter(tmp_path)
-    speechlm_inference.write_hypothesis(out, "ok", 0, np.array([[lo], [lo + 1]]), vocab, "text", Chars())
-    speechlm_inference.write_hypothesis(out, "bad", 0, np.array([[lo], [lo + 10]]), vocab, "text", Chars())
+    for example_id, ids in hyps.items():
+        speechlm_inference.write_hypothesis(out, example_id, 0, lo + np.array(ids)[:, None], vocab, "text", tokenizer)
     out.close()
-    assert (tmp_path / "text").read_text() == "ok ab\n"
-    assert (tmp_path / "token").read_text() == "ok 0 1\n"
-    failed = (tmp_path / "failed").read_text()
+    return tmp_path
+
+
+def test_out_of_range_hypothesis_is_listed_as_failed(tmp_path):
+    """The hypothesis is not written clipped or cut: its id goes to `failed` with the reason."""
+    d = _write_all(tmp_path, {"ok": [0, 1], "bad": [0, 10]}, _Chars())
+    assert (d / "text").read_text() == "ok ab\n"
+    assert (d / "token").read_text() == "ok 0 1\n"
+    failed = (d / "failed").read_text()
     assert failed.startswith("bad out-of-range token (frame 1 stream 0: id ") and "'text'" in failed
 
 
 def test_detokenize_failure_is_listed_and_the_set_goes_on(tmp_path):
     """A tokenizer refusing one hypothesis (a codec id it cannot decode) used to abort the set."""
-    import numpy as np
-
-    from espnet2.speechlm.inference.outputs import OutputWriter
-
-    vocab = JointVocabulary()
-    vocab.add_tokenizer("text", "char", 10, 1)
-    lo = vocab.range("text").stream_range(0)[0]
-
-    class Picky:
-        sample_rate = None
-
-        def detokenize(self, tokens):
-            if int(tokens[0, 0]) == 3:
-                raise ValueError("id 3 has no entry in this codebook")
-            return "".join(chr(97 + int(t)) for t in tokens[:, 0])
-
-    out = OutputWriter(tmp_path)
-    for i, first in enumerate([0, 3, 1]):
-        speechlm_inference.write_hypothesis(out, f"u{i}", 0, np.array([[lo + first], [lo + 1]]), vocab, "text", Picky())
-    out.close()
-    assert (tmp_path / "text").read_text() == "u0 ab\nu2 bb\n"
-    assert (tmp_path / "failed").read_text() == "u1 detokenize failed (id 3 has no entry in this codebook)\n"
+    d = _write_all(tmp_path, {"u0": [0, 1], "u1": [3, 1], "u2": [1, 1]}, _Chars(refuse=[3]))
+    assert (d / "text").read_text() == "u0 ab\nu2 bb\n"
+    assert (d / "failed").read_text() == "u1 detokenize failed (id 3 has no entry in this codebook)\n"
